@@ -1,0 +1,388 @@
+"""Find faces and their 68 keypoints in photos, folders, videos or a webcam.
+
+    python detect.py photo.jpg --out annotated/            # draw boxes and points
+    python detect.py photos/ --recursive --json faces.json  # one JSON entry per image
+    python detect.py clip.mp4 --out annotated/ --filter sunglasses
+    python detect.py --camera 0
+
+Python:
+    from detect import FaceKeypointDetector
+    fkd = FaceKeypointDetector()             # loads the model and the face detector once
+    for face in fkd.detect("photo.jpg"):     # or an RGB/BGR/gray/RGBA/16-bit numpy array
+        face.box, face.keypoints, face.score, face.pose
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+import data_load as dl
+from models import WeightsError, load_model
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "saved_models" / "heatmapnet.pt"
+CASCADES = Path(cv2.data.haarcascades)
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+DETECT_MAX_SIDE = 1600  # the face detector sees at most this many pixels a side: bounded memory and time
+
+# A generic 3D face (mm; x right, y down, z away from the camera) at six keypoints, for the head pose.
+POSE_POINTS = [30, 8, 36, 45, 48, 54]
+POSE_MODEL = np.float64([[0, 0, 0], [0, 330, 65], [-225, -170, 135], [225, -170, 135],
+                         [-150, 150, 125], [150, 150, 125]])
+
+
+@dataclass
+class Face:
+    box: np.ndarray        # x, y, w, h in image pixels
+    keypoints: np.ndarray  # 68 x 2 (x, y) in image pixels
+    score: float           # the face detector's confidence (Haar level weight); tracked faces keep their last
+    pose: np.ndarray       # yaw, pitch, roll in degrees
+
+    def to_json(self):
+        return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 3),
+                "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
+                "pose": [round(float(v), 1) for v in self.pose]}
+
+
+def head_pose(keypoints, image_shape):
+    """(yaw, pitch, roll) in degrees from six keypoints and a generic 3D face, with a pinhole camera of focal
+    length = image width."""
+    h, w = image_shape[:2]
+    camera = np.float64([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]])
+    ok, rvec, _ = cv2.solvePnP(POSE_MODEL, keypoints[POSE_POINTS].astype(np.float64), camera, None,
+                               flags=cv2.SOLVEPNP_EPNP)
+    if not ok:
+        return np.full(3, np.nan, np.float32)
+    pitch, yaw, roll = cv2.RQDecomp3x3(cv2.Rodrigues(rvec)[0])[0]
+    return np.float32([yaw, pitch, roll])
+
+
+def nms(boxes, scores, iou=0.3):
+    """Indices of the boxes kept by non-maximum suppression (a box inside a bigger one counts as overlap too)."""
+    keep = []
+    for i in np.argsort(scores)[::-1]:
+        x, y, w, h = boxes[i]
+        ok = True
+        for j in keep:
+            X, Y, W, H = boxes[j]
+            inter = max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
+            if inter / (w * h + W * H - inter) > iou or inter / min(w * h, W * H) > 0.7:
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return keep
+
+
+class OneEuroFilter:
+    """The 1-euro filter (Casiez et al. 2012): smooths jitter when still, follows fast moves with little lag."""
+
+    def __init__(self, min_cutoff=1.0, beta=0.05, d_cutoff=1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x = self.dx = self.t = None
+
+    @staticmethod
+    def _alpha(cutoff, dt):
+        r = 2 * math.pi * cutoff * dt
+        return r / (r + 1)
+
+    def __call__(self, x, t):
+        if self.x is None:
+            self.x, self.dx, self.t = x, np.zeros_like(x), t
+            return x
+        dt = max(t - self.t, 1e-6)
+        dx = (x - self.x) / dt
+        self.dx = self.dx + self._alpha(self.d_cutoff, dt) * (dx - self.dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
+        self.x = self.x + self._alpha(cutoff, dt) * (x - self.x)
+        self.t = t
+        return self.x
+
+
+class FaceKeypointDetector:
+    """Loads the keypoint model and the Haar face detector once; .detect(image) -> list of Face."""
+
+    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", scale_factor=1.1, min_neighbors=4, min_size=20):
+        self.model = load_model(weights, device)
+        self.device = torch.device(device)
+        self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+
+    # ------------------------------------------------------------ the two stages
+
+    def find_faces(self, rgb):
+        """Haar boxes (N x 4, x y w h) and scores on a copy downscaled to at most DETECT_MAX_SIDE."""
+        scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        boxes, _, weights = self.cascade.detectMultiScale3(
+            gray, self.scale_factor, self.min_neighbors, minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True)
+        if len(boxes) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        boxes, scores = np.float32(boxes) / scale, np.float32(weights).ravel()
+        keep = nms(boxes, scores)
+        return boxes[keep], scores[keep]
+
+    def keypoints(self, rgb, boxes):
+        """68 keypoints (N x 68 x 2, image pixels) for each face box, all boxes in one batch."""
+        return self.keypoints_in_rects(rgb, [dl.crop_rect(box, rgb.shape) for box in boxes])
+
+    def keypoints_in_rects(self, rgb, rects):
+        """68 keypoints for each crop rectangle (x0, y0, x1, y1): cut out, resized to the model's input, predicted."""
+        if len(rects) == 0:
+            return np.zeros((0, dl.N_POINTS, 2), np.float32)
+        size, channels = self.model.input_size, self.model.in_channels
+        crops, mats = [], []
+        for x0, y0, x1, y1 in rects:
+            crop = cv2.resize(rgb[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
+            crops.append(dl.to_input(crop, channels).reshape(size, size, channels).transpose(2, 0, 1))
+            mats.append(dl.crop_matrix((x0, y0, x1, y1), size))
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.stack(crops)).to(self.device)).cpu().numpy()
+        pts = dl.keypoints_to_pixels(out, size)
+        return np.stack([dl.apply_affine(dl.invert_affine(M), p) for M, p in zip(mats, pts)])
+
+    # ------------------------------------------------------------ public API
+
+    def detect(self, image, channels="bgr"):
+        """image: a path, or a numpy array (channels: 'bgr' as OpenCV reads, or 'rgb'); gray, RGBA, 16-bit welcome."""
+        rgb = self.as_rgb(image, channels)
+        boxes, scores = self.find_faces(rgb)
+        return self.faces(rgb, boxes, scores)
+
+    def faces(self, rgb, boxes, scores):
+        kps = self.keypoints(rgb, boxes)
+        return [Face(b, k, float(s), head_pose(k, rgb.shape)) for b, k, s in zip(boxes, kps, scores)]
+
+    @staticmethod
+    def as_rgb(image, channels="bgr"):
+        if isinstance(image, (str, Path)):
+            return dl.read_image(image)
+        if channels not in ("bgr", "rgb"):
+            raise ValueError(f"channels must be 'bgr' or 'rgb', not {channels!r}")
+        rgb = dl.to_rgb8(image, "array", bgr=channels == "bgr")
+        if min(rgb.shape[:2]) < 2:
+            raise dl.DataError(f"array: image of {rgb.shape[1]}x{rgb.shape[0]} pixels is too small")
+        return rgb
+
+    def track(self, frames, redetect_every=10, smooth=True, fps=30.0):
+        """(frame, faces) for each frame of a sequence of BGR frames: the cascade runs on the first frame, every
+        redetect_every frames and whenever a face is lost; in between each face's crop comes from its keypoints
+        in the previous frame. Keypoints are smoothed with a One Euro filter when smooth."""
+        tracked, filters = [], []
+        for i, frame in enumerate(frames):
+            rgb = self.as_rgb(frame)
+            if not tracked or i % redetect_every == 0:
+                boxes, scores = self.find_faces(rgb)
+                # Keep the filters of faces that are still where they were, so a re-detection is not a jump.
+                prev = [dl.box_from_keypoints(f.keypoints) for f in tracked]
+                matched = [_best_match(b, prev) for b in boxes]
+                filters = [filters[m] if m is not None else OneEuroFilter() for m in matched]
+            else:
+                boxes = np.float32([dl.box_from_keypoints(f.keypoints) for f in tracked])
+                scores = np.float32([f.score for f in tracked])
+            faces = self.faces(rgb, boxes, scores)
+            # A face whose points left the frame is dropped; the next frame re-detects.
+            keep = [j for j, f in enumerate(faces) if _inside(f.keypoints, rgb.shape)]
+            faces, filters = [faces[j] for j in keep], [filters[j] for j in keep]
+            if smooth:
+                for f, flt in zip(faces, filters):
+                    f.keypoints = flt(f.keypoints, i / fps)
+            tracked = faces
+            yield frame, faces
+
+
+def _inside(kp, shape):
+    h, w = shape[:2]
+    centre = kp.mean(0)
+    return 0 <= centre[0] < w and 0 <= centre[1] < h
+
+
+def _best_match(box, boxes):
+    """Index of the box in boxes whose centre lies inside box, or None."""
+    x, y, w, h = box
+    for j, (bx, by, bw, bh) in enumerate(boxes):
+        cx, cy = bx + bw / 2, by + bh / 2
+        if x <= cx <= x + w and y <= cy <= y + h:
+            return j
+    return None
+
+
+# ---------------------------------------------------------------- drawing
+
+def draw(bgr, faces, pose_axes=False, filter_name=None):
+    """Boxes and keypoints (and pose axes, and a filter) drawn on a copy of a BGR image."""
+    out = bgr.copy()
+    if filter_name:
+        import filters
+        out = filters.apply(out, faces, filter_name)
+    thick = max(1, round(max(out.shape[:2]) / 500))
+    for f in faces:
+        x, y, w, h = (int(round(v)) for v in f.box)
+        cv2.rectangle(out, (x, y), (x + w, y + h), (255, 128, 0), thick)
+        for px, py in f.keypoints:
+            cv2.circle(out, (int(round(px)), int(round(py))), thick + 1, (0, 255, 0), -1, cv2.LINE_AA)
+        if pose_axes:
+            draw_pose(out, f, thick)
+    return out
+
+
+def draw_pose(out, face, thick=1):
+    yaw, pitch, roll = np.radians(face.pose)
+    length = face.box[2] / 2
+    origin = face.keypoints[30]
+    # Axes of the head: x (red) right, y (green) down, z (blue) towards the camera.
+    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    Rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    R = Rz @ Ry @ Rx
+    for axis, color in zip(np.eye(3) * [1, 1, -1], [(0, 0, 255), (0, 255, 0), (255, 0, 0)]):
+        end = origin + (R @ axis)[:2] * length
+        cv2.line(out, tuple(int(v) for v in origin), tuple(int(v) for v in end), color, thick + 1, cv2.LINE_AA)
+
+
+# ---------------------------------------------------------------- command line
+
+def expand_inputs(inputs, recursive=False):
+    """Paths as given -> (image and video files, errors). A folder gives its images and videos."""
+    files, errors = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+            if not found:
+                errors.append(f"{item}: folder holds no images or videos" + ("" if recursive else " (try --recursive)"))
+            files += [str(f) for f in found]
+        elif p.exists():
+            files.append(item)
+        else:
+            errors.append(f"{item}: no such file or folder")
+    return files, errors
+
+
+def out_path(out_dir, src, inputs_used, suffix=None):
+    """An output file name in out_dir that never overwrites an input or an earlier output of this run."""
+    src = Path(src)
+    target = Path(out_dir) / f"{src.stem}_keypoints{suffix or src.suffix}"
+    n = 1
+    while target.resolve() in inputs_used:
+        target = Path(out_dir) / f"{src.stem}_keypoints_{n}{suffix or src.suffix}"
+        n += 1
+    inputs_used.add(target.resolve())
+    return target
+
+
+def run_camera(fkd, index, filter_name):
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        sys.exit(f"error: camera {index}: no camera found (or it is in use)")
+    try:
+        for frame, faces in fkd.track(iter(lambda: cap.read()[1], None)):
+            cv2.imshow("facial keypoints (q quits)", draw(frame, faces, True, filter_name))
+            if cv2.waitKey(1) & 0xFF == ord("q"):
+                break
+    except cv2.error:
+        sys.exit("error: no display to show the camera on (OpenCV headless build or no screen)")
+    finally:
+        cap.release()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", help="images, folders or videos")
+    p.add_argument("--json", help="write the faces found to this JSON file")
+    p.add_argument("--out", help="folder for annotated copies")
+    p.add_argument("--filter", choices=["sunglasses", "moustache", "hat"])
+    p.add_argument("--pose", action="store_true", help="draw head pose axes")
+    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--recursive", action="store_true")
+    p.add_argument("--camera", type=int, metavar="N", help="live webcam N")
+    p.add_argument("--no-smooth", action="store_true", help="no keypoint smoothing on videos")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    args = p.parse_args(argv)
+    if not args.inputs and args.camera is None:
+        p.error("give images, folders or videos, or --camera N")
+    if args.json and Path(args.json).exists() and not args.force:
+        sys.exit(f"error: {args.json}: exists; use --force to overwrite it")
+    try:
+        fkd = FaceKeypointDetector(args.weights, args.device)
+    except WeightsError as e:
+        sys.exit(f"error: {e}")
+    if args.camera is not None:
+        return run_camera(fkd, args.camera, args.filter)
+
+    from tqdm import tqdm
+
+    files, errors = expand_inputs(args.inputs, args.recursive)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    used = {Path(f).resolve() for f in files}
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    results, n_faces, t0 = [], 0, time.time()
+    for f in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
+        try:
+            if Path(f).suffix.lower() in VIDEO_EXTS:
+                n_faces += run_video(fkd, f, args, results, used)
+            else:
+                rgb = fkd.as_rgb(f)
+                faces = fkd.detect(rgb, channels="rgb")
+                results.append({"image": f, "faces": [face.to_json() for face in faces]})
+                n_faces += len(faces)
+                if args.out:
+                    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+                    cv2.imwrite(str(out_path(args.out, f, used)), draw(bgr, faces, args.pose, args.filter))
+        except (dl.DataError, cv2.error) as e:
+            errors.append(str(e))
+            print(f"error: {e}", file=sys.stderr)
+    if args.json:
+        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(args.json)
+    print(f"{len(files) - len(errors)} of {len(files)} inputs, {n_faces} faces, {time.time() - t0:.1f} s"
+          + (f", {len(errors)} errors" if errors else ""))
+    return 1 if errors else 0
+
+
+def run_video(fkd, path, args, results, used):
+    """Track faces through a video; one JSON entry per frame; an annotated copy as .mp4 in --out."""
+    from tqdm import tqdm
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise dl.DataError(f"{path}: cannot open as a video")
+    fps, total = cap.get(cv2.CAP_PROP_FPS) or 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    frames = iter(lambda: cap.read()[1], None)
+    writer, n_faces, i = None, 0, -1
+    try:
+        for i, (frame, faces) in enumerate(tqdm(fkd.track(frames, smooth=not args.no_smooth, fps=fps),
+                                                total=total, desc=Path(path).name, unit="frame", leave=False)):
+            results.append({"image": path, "frame": i, "faces": [f.to_json() for f in faces]})
+            n_faces += len(faces)
+            if args.out:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(out_path(args.out, path, used, ".mp4")),
+                                             cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
+                writer.write(draw(frame, faces, args.pose, args.filter))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if i < 0:
+        raise dl.DataError(f"{path}: no frame could be read")
+    return n_faces
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Measure a keypoint model on the labelled test images, and optionally dlib's 68-point predictor beside it.
+
+    python evaluate.py --split unseen --protocol pipeline --compare dlib
+    python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json
+
+NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %.
+fail_10: % of faces with NME > 10%. auc_10: area under the cumulative error distribution up to 10%, in [0, 1].
+Pipeline protocol: a face the detector misses counts as a failure (NME infinite) in fail_10 and auc_10, and is left
+out of the mean NME, which is over the faces found.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+import data_load as dl
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector
+from models import WeightsError
+
+SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
+
+
+class EvalError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- metrics
+
+def nme(pred, gt):
+    """Per-face NME in % (N), pred and gt N x 68 x 2; NaN predictions (missed faces) give inf."""
+    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+    err = np.linalg.norm(pred - gt, axis=-1).mean(-1) / iod * 100
+    return np.where(np.isnan(err), np.inf, err)
+
+
+def metrics(pred, gt):
+    e = nme(pred, gt)
+    found = np.isfinite(e)
+    thresholds = np.linspace(0, 10, 1001)
+    ced = (e[None, :] <= thresholds[:, None]).mean(1)
+    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+    regions = {name: float(np.nanmean(np.linalg.norm(pred[:, idx] - gt[:, idx], axis=-1).mean(-1)[found]
+                                      / iod[found]) * 100) if found.any() else float("nan")
+               for name, idx in dl.REGIONS.items()}
+    return {"n": len(e), "found": int(found.sum()), "nme": float(e[found].mean()) if found.any() else float("nan"),
+            "fail_10": float((e > 10).mean() * 100), "auc_10": float(np.trapezoid(ced, thresholds) / 10),
+            "regions": regions, "errors": e}
+
+
+def plot_ced(curves, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, e in curves.items():
+        t = np.linspace(0, 10, 201)
+        ax.plot(t, [(e <= x).mean() for x in t], label=label)
+    ax.set(xlabel="NME (%)", ylabel="fraction of faces", xlim=(0, 10), ylim=(0, 1), title="Cumulative error")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- predictors
+
+def pick(boxes, gt):
+    """The detection whose box holds the ground-truth centre (the largest such), or None."""
+    c = (gt.min(0) + gt.max(0)) / 2
+    hits = [i for i, (x, y, w, h) in enumerate(boxes) if x <= c[0] <= x + w and y <= c[1] <= y + h]
+    return max(hits, key=lambda i: boxes[i][2]) if hits else None
+
+
+class OurModel:
+    name = "model"
+
+    def __init__(self, weights):
+        self.fkd = FaceKeypointDetector(weights)
+        self.model = self.fkd.model
+        self.name = f"{type(self.model).__name__} ({Path(weights).name})"
+
+    def pipeline(self, rgb, gt):
+        boxes, _ = self.fkd.find_faces(rgb)
+        i = pick(boxes, gt)
+        return (None, None) if i is None else (self.fkd.keypoints(rgb, boxes[i:i + 1])[0], boxes[i])
+
+    def dataset(self, rgb):
+        """The whole image, deterministically: Net sees the centre square that its course eval transform
+        (Rescale(250), CenterCrop(224)) keeps; a model trained on padded face crops sees the whole image."""
+        h, w = rgb.shape[:2]
+        if type(self.model).__name__ == "Net":
+            side = min(h, w) * 224 / 250
+            x0, y0 = round((w - side) / 2), round((h - side) / 2)
+            rect = (x0, y0, x0 + round(side), y0 + round(side))
+        else:
+            rect = (0, 0, w, h)
+        return self.fkd.keypoints_in_rects(rgb, [rect])[0]
+
+    def crop_predict(self, rgb, box):
+        return self.fkd.keypoints(rgb, box[None])[0]
+
+
+class Dlib:
+    name = "dlib HOG + 68-point predictor"
+
+    def __init__(self):
+        try:
+            import dlib
+            import face_recognition_models
+        except ImportError as e:
+            raise EvalError(f"--compare dlib needs the optional packages: pip install -r requirements-dlib.txt ({e})")
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+
+    def pipeline(self, rgb, gt):
+        rects = self.detector(rgb, 1)
+        boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+        i = pick(boxes, gt)
+        return (None, None) if i is None else (self.crop_predict(rgb, np.float32(boxes[i])), np.float32(boxes[i]))
+
+    def crop_predict(self, rgb, box):
+        x, y, w, h = (int(round(v)) for v in box)
+        shape = self.predictor(rgb, self.dlib.rectangle(x, y, x + w, y + h))
+        return np.float32([(p.x, p.y) for p in shape.parts()])
+
+
+# ---------------------------------------------------------------- the run
+
+def run(predictor, images, gts, protocol):
+    preds, boxes = [], []
+    for rgb, gt in zip(images, gts):
+        if protocol == "pipeline":
+            p, b = predictor.pipeline(rgb, gt)
+        else:
+            p, b = predictor.dataset(rgb), None
+        preds.append(np.full((68, 2), np.nan, np.float32) if p is None else p)
+        boxes.append(b)
+    return np.stack(preds), boxes
+
+
+def speed(fn, calls, repeats=3):
+    """Median ms of fn(*args) over calls (each repeated): crop -> 68 points at batch 1, one face at a time."""
+    times = []
+    for args in calls:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(*args)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000) if times else float("nan")
+
+
+def throughput(model, batch=64, reps=5):
+    """Faces per second through the model alone at batch 64."""
+    x = torch.rand(batch, model.in_channels, model.input_size, model.input_size)
+    with torch.inference_mode():
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model(x)
+    return batch * reps / (time.perf_counter() - t0)
+
+
+def load_split(data, split):
+    csv, root = dl.split_paths(data, "test")
+    names, kps = dl.read_keypoints_csv(csv, root)
+    keep = [i for i, n in enumerate(names) if SPLITS[split](n)]
+    if not keep:
+        raise EvalError(f"{csv}: no images in the {split} split")
+    return [names[i] for i in keep], [dl.read_image(root / names[i]) for i in keep], kps[keep]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--split", choices=list(SPLITS), default="unseen")
+    p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--compare", choices=["dlib"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ced", help="write the cumulative error plot to this PNG")
+    p.add_argument("--json", action="store_true", help="last line: the model's figures as one JSON object")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    try:
+        names, images, gts = load_split(dl.data_dir(args.data), args.split)
+        predictors = [OurModel(args.weights)] + ([Dlib()] if args.compare else [])
+    except (dl.DataError, WeightsError, EvalError) as e:
+        sys.exit(f"error: {e}")
+    if args.compare and args.protocol == "dataset":
+        sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
+
+    rows, curves = [], {}
+    for pr in predictors:
+        preds, boxes = run(pr, images, gts, args.protocol)
+        m = metrics(preds, gts)
+        if args.protocol == "pipeline":
+            m["ms_per_face"] = speed(pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None])
+        else:
+            m["ms_per_face"] = speed(pr.dataset, [(im,) for im in images])
+        if isinstance(pr, OurModel):
+            m["faces_per_s_batch64"] = throughput(pr.model)
+        curves[pr.name] = m.pop("errors")
+        rows.append((pr.name, m))
+    print(f"split {args.split} ({len(images)} images), protocol {args.protocol}, {args.threads} threads")
+    print(f"{'model':40s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s}  "
+          + " ".join(f"{r:>6s}" for r in dl.REGIONS))
+    for name, m in rows:
+        print(f"{name:40s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
+              f"{m['ms_per_face']:8.2f}  " + " ".join(f"{m['regions'][r]:6.2f}" for r in dl.REGIONS))
+    if args.ced:
+        plot_ced(curves, args.ced)
+    if args.json:
+        m = rows[0][1]
+        print(json.dumps({"split": args.split, "protocol": args.protocol, **{k: v for k, v in m.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

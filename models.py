@@ -1,0 +1,137 @@
+"""The CNNs. Every model takes a face crop (N x C x S x S, pixels in [0, 1]) and returns N x 136: 68 (x, y) pairs
+in the normalized coordinates of data_load.normalize_keypoints; data_load.keypoints_to_pixels maps them back.
+
+- Net: the course network, exactly as the course specifies it (1 x 224 x 224 grayscale, 26.8M parameters).
+- HeatmapNet: the shipped model: a small residual CNN at 96 px whose head predicts one heatmap per keypoint and
+  reads each point off as the heatmap's centre of mass (soft-argmax), which keeps the spatial layout that a
+  fully connected regression throws away. 0.9M parameters.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data_load import N_POINTS, normalize_keypoints
+
+
+class Net(nn.Module):
+    """The course network: four 5x5 conv layers, each followed by ReLU, 2x2 max-pool and batch norm; two dense layers."""
+
+    input_size, in_channels = 224, 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5)     # (32, 220, 220) -> pool (32, 110, 110)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, 5)    # (64, 106, 106) -> pool (64, 53, 53)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.conv3 = nn.Conv2d(64, 128, 5)   # (128, 49, 49)  -> pool (128, 24, 24)
+        self.bn3 = nn.BatchNorm2d(128)
+        self.conv4 = nn.Conv2d(128, 256, 5)  # (256, 20, 20)  -> pool (256, 10, 10)
+        self.bn4 = nn.BatchNorm2d(256)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(256 * 10 * 10, 1000)
+        self.drop = nn.Dropout(p=0.2)
+        self.fc2 = nn.Linear(1000, 2 * N_POINTS)
+
+    def forward(self, x):
+        x = self.bn1(self.pool(F.relu(self.conv1(x))))
+        x = self.bn2(self.pool(F.relu(self.conv2(x))))
+        x = self.bn3(self.pool(F.relu(self.conv3(x))))
+        x = self.bn4(self.pool(F.relu(self.conv4(x))))
+        x = x.flatten(1)                     # (256 * 10 * 10)
+        x = self.drop(F.relu(self.fc1(x)))   # (1000)
+        return self.fc2(x)                   # (136)
+
+
+def conv_bn(c_in, c_out, stride=1, kernel=3):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(c, c), nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+class HeatmapNet(nn.Module):
+    """Encoder down to 1/16, decoder back up to 1/4 with skip connections, 68 heatmaps, soft-argmax."""
+
+    def __init__(self, input_size=96, in_channels=1, width=16):
+        super().__init__()
+        self.input_size, self.in_channels = input_size, in_channels
+        w = width
+        self.stem = conv_bn(in_channels, w, stride=2)                           # 1/2
+        self.down1 = nn.Sequential(conv_bn(w, 2 * w, 2), ResBlock(2 * w))       # 1/4
+        self.down2 = nn.Sequential(conv_bn(2 * w, 4 * w, 2), ResBlock(4 * w), ResBlock(4 * w))  # 1/8
+        self.down3 = nn.Sequential(conv_bn(4 * w, 8 * w, 2), ResBlock(8 * w), ResBlock(8 * w))  # 1/16
+        self.lat2 = nn.Conv2d(8 * w, 4 * w, 1)
+        self.up2 = conv_bn(4 * w, 4 * w)
+        self.lat1 = nn.Conv2d(4 * w, 2 * w, 1)
+        self.up1 = conv_bn(2 * w, 2 * w)
+        self.head = nn.Conv2d(2 * w, N_POINTS, 1)
+        hm = input_size // 4
+        # Pixel centre of each heatmap cell, in input pixels.
+        self.register_buffer("grid", (torch.arange(hm, dtype=torch.float32) + 0.5) * 4 - 0.5, persistent=False)
+
+    def heatmaps(self, x):
+        f1 = self.down1(self.stem(x))
+        f2 = self.down2(f1)
+        f3 = self.down3(f2)
+        u2 = self.up2(f2 + F.interpolate(self.lat2(f3), size=f2.shape[-2:], mode="nearest"))
+        u1 = self.up1(f1 + F.interpolate(self.lat1(u2), size=f1.shape[-2:], mode="nearest"))
+        return self.head(u1)
+
+    def forward(self, x):
+        h = self.heatmaps(x)
+        n, k, hh, ww = h.shape
+        p = F.softmax(h.flatten(2), dim=-1).view(n, k, hh, ww)
+        xs = (p.sum(2) * self.grid).sum(-1)
+        ys = (p.sum(3) * self.grid).sum(-1)
+        return normalize_keypoints(torch.stack([xs, ys], -1), self.input_size).flatten(1)
+
+
+MODELS = {"Net": Net, "HeatmapNet": HeatmapNet}
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, not a checkpoint, or for another model."""
+
+
+def checkpoint(model, **extra):
+    """What a weights file holds: the model's name and settings, its weights, and anything extra (optimizer, epoch)."""
+    config = {k: getattr(model, k) for k in ("input_size", "in_channels")} if isinstance(model, HeatmapNet) else {}
+    return {"model": type(model).__name__, "config": config, "state_dict": model.state_dict(), **extra}
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a weights file without executing pickled code; WeightsError names the file and what is wrong."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: weights file not found") from None
+    except Exception as e:  # torch raises a zoo of types for files that are not checkpoints
+        raise WeightsError(f"{path}: not a PyTorch checkpoint ({type(e).__name__})") from None
+    if isinstance(ckpt, dict) and "state_dict" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        ckpt = {"model": "Net", "config": {}, "state_dict": ckpt}  # a bare state_dict, as the course saves it
+    if not isinstance(ckpt, dict) or ckpt.get("model") not in MODELS:
+        raise WeightsError(f"{path}: not a checkpoint of this project (no known model name in it)")
+    return ckpt
+
+
+def load_model(path, device="cpu", expected=None):
+    """Weights file -> model in eval mode. expected: the model name the caller needs, if any."""
+    ckpt = load_checkpoint(path)
+    name = ckpt["model"]
+    if expected and name != expected:
+        raise WeightsError(f"{path}: holds a {name}, expected a {expected}")
+    model = MODELS[name](**ckpt.get("config", {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
+    return model.to(device).eval()

@@ -1,0 +1,229 @@
+"""Train a keypoint model.
+
+    python train.py --model Net --epochs 5                       # the course recipe
+    python train.py --model HeatmapNet --epochs 60               # the shipped model
+    torchrun --nproc_per_node 2 train.py --model HeatmapNet ...  # several processes / GPUs (DDP)
+
+Trains on the training images of the seen people, less a validation split made by person (data_load.is_validation);
+the unseen people and the test set are for measuring only. Every epoch writes, atomically, the full training state
+to OUT.ckpt (resume with --resume) and the weights to OUT; a loss plot goes to OUT with _loss.png.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+import data_load as dl
+from models import MODELS, WeightsError, checkpoint, load_checkpoint
+
+# What each model trains with unless told otherwise. Net keeps the course's choices.
+RECIPES = {
+    "Net": dict(epochs=5, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant"),
+    "HeatmapNet": dict(epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine"),
+}
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+def datasets(model, data, subset=None, all_people=False):
+    """(train, validation) datasets: split by person, the unseen people left out unless all_people."""
+    csv, root = dl.split_paths(data, "training")
+    if isinstance(model, MODELS["Net"]):
+        train_tf, val_tf = dl.data_transform, dl.eval_transform
+    else:
+        train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True)
+        val_tf = dl.FaceCrop(model.input_size, model.in_channels)
+    names, _ = dl.read_keypoints_csv(csv, root)
+    names = [n for n in names if all_people or not dl.is_unseen(n)]
+    train = [n for n in names if not dl.is_validation(n)][:subset]
+    val = [n for n in names if dl.is_validation(n)][:subset]
+    return dl.FacialKeypointsDataset(csv, root, train_tf, train), dl.FacialKeypointsDataset(csv, root, val_tf, val)
+
+
+def atomic_save(obj, path):
+    """Write to a temporary file beside path, then rename: a crash or a full disk never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TrainError(f"{path}: cannot write ({e.strerror or e}); the previous file is untouched") from None
+
+
+def plot_losses(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="training")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation (unseen by training)")
+    ax.set(xlabel="epoch", ylabel="SmoothL1 loss", yscale="log", title=Path(path).stem)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def lr_at(epoch, step, steps, args):
+    if args.schedule == "constant":
+        return args.lr
+    t = (epoch + step / steps) / args.epochs
+    warm = min(1.0, (epoch * steps + step + 1) / (2 * steps))  # two warm-up epochs
+    return args.lr * warm * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def evaluate_loss(model, loader, loss_fn, device):
+    model.eval()
+    total, n, nmes = 0.0, 0, []
+    with torch.no_grad():
+        for batch in loader:
+            x, y = batch["image"].to(device), batch["keypoints"].to(device).flatten(1)
+            out = model(x)
+            total += loss_fn(out, y).item() * len(x)
+            n += len(x)
+            p, t = out.view(-1, 68, 2), y.view(-1, 68, 2)
+            iod = (t[:, 36] - t[:, 45]).norm(dim=-1)
+            nmes.append(((p - t).norm(dim=-1).mean(-1) / iod).cpu())
+    return total / max(n, 1), 100 * torch.cat(nmes).mean().item()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=list(MODELS), default="HeatmapNet")
+    p.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--out", help="weights file (default: saved_models/<model>.pt)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--beta", type=float, help="SmoothL1Loss beta")
+    p.add_argument("--schedule", choices=["constant", "cosine"])
+    p.add_argument("--input-size", type=int, help="HeatmapNet input size")
+    p.add_argument("--subset", type=int, help="use only the first N training and validation images")
+    p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (for tests)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    args = p.parse_args(argv)
+    for k, v in RECIPES[args.model].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.out = Path(args.out or f"saved_models/{args.model.lower()}.pt")
+    return args
+
+
+def train(args):
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    main_proc = rank == 0
+    ckpt_path = args.out.with_suffix(".ckpt")
+
+    torch.manual_seed(args.seed)
+    model = MODELS[args.model](**({"input_size": args.input_size} if args.input_size else {}))
+    train_set, val_set = datasets(model, dl.data_dir(args.data), args.subset, args.all_people)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay) \
+        if args.weight_decay else torch.optim.Adam(model.parameters(), lr=args.lr)
+    history, start = [], 0
+    if args.resume:
+        state = load_checkpoint(ckpt_path)
+        if state["model"] != args.model:
+            raise WeightsError(f"{ckpt_path}: holds a {state['model']}, expected a {args.model}")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["epoch"]
+        if main_proc:
+            print(f"resuming {ckpt_path} after epoch {start}")
+    elif not args.force and (args.out.exists() or ckpt_path.exists()):
+        raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
+    model.to(device)
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    net = model.module if distributed else model
+    if main_proc:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"{args.model}: {sum(p.numel() for p in net.parameters()):,} parameters; "
+              f"{len(train_set)} training / {len(val_set)} validation images on {device}")
+
+    loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    val_loader = DataLoader(val_set, batch_size=64, num_workers=args.workers)
+    steps_done = 0
+    for epoch in range(start, args.epochs):
+        # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
+        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+        np.random.seed(args.seed * 1000 + epoch)
+        torch.manual_seed(args.seed * 1000 + epoch)
+        sampler = torch.utils.data.DistributedSampler(train_set, seed=args.seed + epoch) if distributed else None
+        loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                            generator=gen, num_workers=args.workers, drop_last=len(train_set) > args.batch_size)
+        model.train()
+        total, n, t0 = 0.0, 0, time.time()
+        for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not main_proc,
+                                          leave=False)):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(epoch, step, len(loader), args)
+            x, y = batch["image"].to(device), batch["keypoints"].to(device).flatten(1)
+            with amp:
+                loss = loss_fn(model(x).float(), y)
+            if not torch.isfinite(loss):
+                raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
+                                 f"NaN weights (try a lower --lr); {ckpt_path} holds the last good epoch")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(x)
+            n += len(x)
+            steps_done += 1
+            if args.max_steps and steps_done >= args.max_steps:
+                break
+        val_loss, val_nme = evaluate_loss(net, val_loader, loss_fn, device)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss,
+                        "val_nme": val_nme, "seconds": time.time() - t0})
+        if main_proc:
+            print(json.dumps(history[-1]), flush=True)
+            meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()}}
+            atomic_save(checkpoint(net, **meta), args.out)
+            atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
+            plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
+        if args.max_steps and steps_done >= args.max_steps:
+            break
+    if distributed:
+        dist.destroy_process_group()
+    return net, history
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # SIGTERM (a scheduler, a kill) ends the run like Ctrl-C: the last complete checkpoint stays as it was.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        train(args)
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted: {args.out.with_suffix('.ckpt')} holds the last complete epoch; continue with --resume")
+    except (TrainError, WeightsError, dl.DataError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
