@@ -4,6 +4,7 @@
 """
 import argparse
 import hashlib
+import http.client
 import math
 import os
 import re
@@ -83,6 +84,13 @@ def read_image(path):
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(max(0, path.stat().st_size - 64))
+        tail = f.read().rstrip(b"\0\r\n ")
+    # OpenCV decodes a cut-off JPEG without complaint, filling the rest with grey: check its end-of-image marker.
+    if head == b"\xff\xd8" and not tail.endswith(b"\xff\xd9"):
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: not an image OpenCV can read (corrupt, truncated or another format)")
@@ -340,6 +348,22 @@ def to_input(crop_rgb, channels):
     return crop / 255.0
 
 
+def show_keypoints(image, keypoints=None, truth=None, ax=None, title=None):
+    """Plot an image with predicted keypoints (magenta) and ground truth (green), as the course notebooks do."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    image = np.asarray(image)
+    ax.imshow(image.squeeze(), cmap="gray" if image.squeeze().ndim == 2 else None)
+    if truth is not None:
+        ax.scatter(truth[:, 0], truth[:, 1], s=12, marker=".", c="g")
+    if keypoints is not None:
+        ax.scatter(keypoints[:, 0], keypoints[:, 1], s=12, marker=".", c="m")
+    ax.set(xlim=(-0.5, image.shape[1] - 0.5), ylim=(image.shape[0] - 0.5, -0.5), title=title or "")
+    ax.axis("off")
+    return ax
+
+
 # ---------------------------------------------------------------- download
 
 COURSE_URL = ("https://s3.amazonaws.com/video.udacity-data.com/topher/2018/May/"
@@ -391,12 +415,18 @@ def download(dest, url=COURSE_URL, size=COURSE_SIZE, members_sha256=COURSE_MEMBE
         # Download under a temporary name: an interrupted transfer never looks like a complete archive.
         fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=zip_path.name) as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=zip_path.name) as bar:
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+                if total and bar.n != total:
+                    raise DataError(f"{url}: download failed (transfer interrupted after {bar.n} of {total} bytes); "
+                                    "nothing was kept")
+            except (OSError, http.client.HTTPException) as e:
+                raise DataError(f"{url}: download failed ({type(e).__name__}: {e}); nothing was kept") from None
             verify_archive(Path(tmp), size, members_sha256)
             os.replace(tmp, zip_path)
         finally:
@@ -431,3 +461,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+

@@ -30,7 +30,9 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "saved_models" / "heatmapnet.pt"
 CASCADES = Path(cv2.data.haarcascades)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-DETECT_MAX_SIDE = 1600  # the face detector sees at most this many pixels a side: bounded memory and time
+# The face detector sees the image scaled to at most this many pixels a side (bounded memory and time for huge
+# photos) and at most 2x up (small faces in small photos: the cascade's smallest window is 24 pixels).
+DETECT_MAX_SIDE = 1600
 
 # A generic 3D face (mm; x right, y down, z away from the camera) at six keypoints, for the head pose.
 POSE_POINTS = [30, 8, 36, 45, 48, 54]
@@ -109,7 +111,7 @@ class OneEuroFilter:
 class FaceKeypointDetector:
     """Loads the keypoint model and the Haar face detector once; .detect(image) -> list of Face."""
 
-    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", scale_factor=1.1, min_neighbors=4, min_size=20):
+    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", scale_factor=1.1, min_neighbors=4, min_size=24):
         self.model = load_model(weights, device)
         self.device = torch.device(device)
         self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
@@ -118,10 +120,12 @@ class FaceKeypointDetector:
     # ------------------------------------------------------------ the two stages
 
     def find_faces(self, rgb):
-        """Haar boxes (N x 4, x y w h) and scores on a copy downscaled to at most DETECT_MAX_SIDE."""
-        scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
-        small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        """Haar boxes (N x 4, x y w h) and scores, found on a copy scaled to fit DETECT_MAX_SIDE."""
+        scale = min(2.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if scale != 1:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale,
+                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         boxes, _, weights = self.cascade.detectMultiScale3(
             gray, self.scale_factor, self.min_neighbors, minSize=(self.min_size, self.min_size),
             outputRejectLevels=True)
@@ -168,10 +172,7 @@ class FaceKeypointDetector:
             return dl.read_image(image)
         if channels not in ("bgr", "rgb"):
             raise ValueError(f"channels must be 'bgr' or 'rgb', not {channels!r}")
-        rgb = dl.to_rgb8(image, "array", bgr=channels == "bgr")
-        if min(rgb.shape[:2]) < 2:
-            raise dl.DataError(f"array: image of {rgb.shape[1]}x{rgb.shape[0]} pixels is too small")
-        return rgb
+        return dl.to_rgb8(image, "array", bgr=channels == "bgr")
 
     def track(self, frames, redetect_every=10, smooth=True, fps=30.0):
         """(frame, faces) for each frame of a sequence of BGR frames: the cascade runs on the first frame, every

@@ -53,8 +53,9 @@ def targets(name, kp):
     if name == "sunglasses":  # the two eye centres
         left, right = kp[36:42].mean(0), kp[42:48].mean(0)
         return np.float32([left, right])
-    if name == "moustache":   # between the nose base and the upper lip, as wide as the mouth
-        return np.float32([(kp[48] * 2 + kp[31]) / 3, (kp[54] * 2 + kp[35]) / 3])
+    if name == "moustache":   # between the nose base and the upper lip, a little wider than the mouth
+        left, right = (kp[48] * 2 + kp[31]) / 3, (kp[54] * 2 + kp[35]) / 3
+        return np.float32([left + (left - right) * 0.15, right + (right - left) * 0.15])
     if name == "hat":         # brim above the brows, along the face's own up direction
         up = kp[27] - kp[8]
         up /= np.linalg.norm(up)

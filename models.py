@@ -128,10 +128,10 @@ def load_model(path, device="cpu", expected=None):
     name = ckpt["model"]
     if expected and name != expected:
         raise WeightsError(f"{path}: holds a {name}, expected a {expected}")
-    model = MODELS[name](**ckpt.get("config", {}))
     try:
+        model = MODELS[name](**ckpt.get("config", {}))
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
+    except (TypeError, RuntimeError) as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
     return model.to(device).eval()

@@ -197,6 +197,9 @@ def train(args):
             steps_done += 1
             if args.max_steps and steps_done >= args.max_steps:
                 break
+        if distributed:  # DDP keeps the weights equal; BatchNorm's running statistics are each rank's own
+            for b in net.buffers():
+                dist.broadcast(b, 0)
         val_loss, val_nme = evaluate_loss(net, val_loader, loss_fn, device)
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss,
                         "val_nme": val_nme, "seconds": time.time() - t0})
@@ -223,6 +226,8 @@ def main(argv=None):
         sys.exit(f"interrupted: {args.out.with_suffix('.ckpt')} holds the last complete epoch; continue with --resume")
     except (TrainError, WeightsError, dl.DataError) as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        sys.exit(f"error: {e.filename or args.out}: {e.strerror or e}")
 
 
 if __name__ == "__main__":

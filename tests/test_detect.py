@@ -1,0 +1,217 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import benchmark
+import data_load as dl
+import detect
+from conftest import DATA, needs_data
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "images" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def fkd():
+    return detect.FaceKeypointDetector()
+
+
+@pytest.fixture(scope="module")
+def demo_bgr():
+    return cv2.imread(str(DEMO))
+
+
+def one_face(faces):
+    assert len(faces) == 1, [f.box for f in faces]
+    f = faces[0]
+    assert f.box.shape == (4,) and f.keypoints.shape == (68, 2) and f.pose.shape == (3,)
+    return f
+
+
+@needs_data
+def test_pipeline_finds_a_test_face_with_68_points_in_its_padded_box(fkd, test_rows):
+    names, kps = test_rows
+    i = next(i for i, n in enumerate(names) if dl.is_unseen(n))
+    rgb = dl.read_image(DATA / "test" / names[i])
+    faces = fkd.detect(rgb, channels="rgb")
+    c = (kps[i].min(0) + kps[i].max(0)) / 2
+    f = next(f for f in faces if f.box[0] <= c[0] <= f.box[0] + f.box[2] and f.box[1] <= c[1] <= f.box[1] + f.box[3])
+    x0, y0, x1, y1 = dl.crop_rect(f.box, rgb.shape)
+    assert ((f.keypoints >= [x0, y0]) & (f.keypoints <= [x1, y1])).all()
+
+
+def test_api_takes_paths_and_every_pixel_format(fkd, demo_bgr):
+    ref = one_face(fkd.detect(DEMO))
+    variants = {
+        "bgr": (demo_bgr, "bgr"),
+        "rgb": (cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB), "rgb"),
+        "gray": (cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2GRAY), "bgr"),
+        "rgba": (cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2BGRA), "bgr"),
+        "16-bit": (demo_bgr.astype(np.uint16) * 257, "bgr"),
+    }
+    for name, (image, channels) in variants.items():
+        f = one_face(fkd.detect(image, channels=channels))
+        # The model sees gray crops: every format gives about the same points (a little off for real gray input).
+        assert np.abs(f.keypoints - ref.keypoints).max() < (3 if name == "gray" else 0.5), name
+    x, y, w, h = ref.box
+    assert ((ref.keypoints[:, 0] > x - w / 2) & (ref.keypoints[:, 0] < x + 1.5 * w)).all()
+    assert abs(ref.pose[0]) < 45 and abs(ref.pose[2]) < 30  # a face looking at the camera, upright
+
+
+def test_all_faces_of_an_image_go_through_the_model_in_one_batch(fkd, demo_bgr, monkeypatch):
+    two = np.hstack([demo_bgr, demo_bgr])
+    calls = []
+    real = fkd.model.forward
+    monkeypatch.setattr(fkd.model, "forward", lambda x: calls.append(len(x)) or real(x))
+    assert len(fkd.detect(two)) == 2 and calls == [2]
+
+
+def test_images_without_faces_give_empty_lists(fkd):
+    assert fkd.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert fkd.detect(np.zeros((1, 1, 3), np.uint8)) == []
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "detect.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_cli_json_schema_for_a_folder_and_annotated_copies(tmp_path):
+    photos = tmp_path / "photos" / "nested"
+    photos.mkdir(parents=True)
+    (photos / "demo.png").write_bytes(DEMO.read_bytes())
+    cv2.imwrite(str(tmp_path / "photos" / "blank.jpg"), np.full((100, 100, 3), 200, np.uint8))
+    r = run_cli(tmp_path / "photos", "--recursive", "--json", tmp_path / "out.json", "--out", tmp_path / "out",
+                "--filter", "sunglasses")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads((tmp_path / "out.json").read_text())
+    assert [Path(e["image"]).name for e in entries] == ["blank.jpg", "demo.png"]
+    assert entries[0]["faces"] == []
+    face = entries[1]["faces"][0]
+    assert set(face) == {"box", "score", "keypoints", "pose"}
+    assert len(face["box"]) == 4 and len(face["keypoints"]) == 68 and len(face["pose"]) == 3
+    assert all(len(p) == 2 for p in face["keypoints"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blank_keypoints.jpg", "demo_keypoints.png"]
+    assert "2 of 2 inputs, 1 faces" in r.stdout
+    # An existing JSON file is not overwritten without --force.
+    r = run_cli(DEMO, "--json", tmp_path / "out.json")
+    assert r.returncode == 1 and "exists; use --force" in r.stderr
+
+
+def test_cli_never_writes_over_an_input(tmp_path):
+    src = tmp_path / "demo_keypoints.png"
+    src.write_bytes(DEMO.read_bytes())
+    r = run_cli(src, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == DEMO.read_bytes()
+    assert (tmp_path / "demo_keypoints_keypoints.png").exists()
+
+
+def test_cli_video_gives_one_entry_per_frame(tmp_path):
+    frames, _ = benchmark.synthetic_clip(12)
+    video = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 480))
+    for f in frames:
+        w.write(f)
+    w.release()
+    r = run_cli(video, "--json", tmp_path / "v.json", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    entries = json.loads((tmp_path / "v.json").read_text())
+    assert [e["frame"] for e in entries] == list(range(12))
+    assert all(e["image"] == str(video) for e in entries)
+    assert sum(len(e["faces"]) == 1 for e in entries) >= 11
+    assert set(entries[5]["faces"][0]) == {"box", "score", "keypoints", "pose"}
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip_keypoints.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_smoothing_reduces_jitter_on_a_known_path(fkd):
+    frames, offsets = benchmark.synthetic_clip(40)
+    raw, _ = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=False), offsets)
+    smooth, lag_ms = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=True), offsets)
+    print(f"jitter {raw:.2f} -> {smooth:.2f} px/frame, lag {lag_ms:.0f} ms")
+    assert smooth < raw
+
+
+def test_tracking_skips_the_cascade_between_redetections(fkd, monkeypatch):
+    frames, _ = benchmark.synthetic_clip(20)
+    calls = []
+    real = fkd.find_faces
+    monkeypatch.setattr(fkd, "find_faces", lambda rgb: calls.append(1) or real(rgb))
+    out = list(fkd.track(frames, redetect_every=10))
+    assert len(calls) == 2 and all(len(faces) == 1 for _, faces in out)
+
+
+def test_one_euro_filter_is_still_when_input_is_still_and_follows_a_step():
+    f = detect.OneEuroFilter()
+    x = np.zeros((68, 2), np.float32)
+    assert np.array_equal(f(x, 0.0), x) and np.array_equal(f(x, 1 / 30), x)
+    ys = [f(x + 10, t / 30)[0, 0] for t in range(2, 60)]
+    assert 0 < ys[0] < 10 and ys[-1] == pytest.approx(10, abs=0.1)
+
+
+# ---------------------------------------------------------------- bad input: a clear line, the batch goes on
+
+def bad_inputs(tmp):
+    (tmp / "text.jpg").write_text("hello, not a picture")
+    ok, jpg = cv2.imencode(".jpg", np.full((200, 200, 3), 90, np.uint8))
+    (tmp / "cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    (tmp / "zero.png").write_bytes(b"")
+    (tmp / "empty_folder").mkdir()
+    (tmp / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    return {"text.jpg": "not an image OpenCV can read", "cut.jpg": "truncated JPEG", "zero.png": "empty file",
+            "missing.jpg": "no such file or folder", "empty_folder": "folder holds no images or videos",
+            "broken.mp4": "cannot open as a video"}
+
+
+def test_bad_inputs_are_reported_and_the_good_ones_processed(tmp_path):
+    expected = bad_inputs(tmp_path)
+    good = tmp_path / "good.png"
+    good.write_bytes(DEMO.read_bytes())
+    r = run_cli(*[tmp_path / n for n in expected], good, "--json", tmp_path / "out.json", "--out", tmp_path / "out")
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == len(expected), r.stderr
+    for name, msg in expected.items():
+        assert any(str(tmp_path / name) in l and msg in l for l in errors), (name, r.stderr)
+    assert "Traceback" not in r.stderr
+    entries = json.loads((tmp_path / "out.json").read_text())
+    assert [Path(e["image"]).name for e in entries] == ["good.png"] and len(entries[0]["faces"]) == 1
+    assert (tmp_path / "out" / "good_keypoints.png").exists()
+
+
+def test_unusual_but_valid_images_work(tmp_path, demo_bgr):
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "deep.png"), demo_bgr.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "gray.png"), cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+    r = run_cli(*sorted(tmp_path.iterdir()), "--json", tmp_path / "out.json")
+    assert r.returncode == 0, r.stderr
+    faces = {Path(e["image"]).name: len(e["faces"]) for e in json.loads((tmp_path / "out.json").read_text())}
+    assert faces == {"deep.png": 1, "dot.png": 0, "gray.png": 1, "rgba.png": 1}
+
+
+def test_huge_image_is_detected_on_a_downscaled_copy(tmp_path, demo_bgr):
+    big = cv2.resize(demo_bgr, (12000, 9000), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(tmp_path / "huge.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    del big
+    code = ("import resource, sys, detect; f = detect.FaceKeypointDetector().detect(sys.argv[1]); "
+            "print(len(f), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "huge.jpg")], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    n, peak_mb = map(int, r.stdout.split())
+    assert n == 1
+    assert peak_mb < 2000  # the 324 MB image plus a 1600-pixel copy, not the cascade's pyramid of the full image
+
+
+def test_missing_or_wrong_weights_are_one_line_errors(tmp_path):
+    r = run_cli(DEMO, "--weights", tmp_path / "none.pt")
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: weights file not found"
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
+    r = run_cli(DEMO, "--weights", tmp_path / "junk.pt")
+    assert r.returncode == 1 and "junk.pt: not a PyTorch checkpoint" in r.stderr and "Traceback" not in r.stderr

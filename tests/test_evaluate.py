@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import evaluate
+from conftest import DATA, face_shape, needs_data, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_metrics_on_an_exact_small_case():
+    gt = np.stack([face_shape(), face_shape(2.0)])  # inter-ocular distances 100 and 200 pixels
+    pred = gt + np.float32([3, 4])                  # every point 5 pixels off
+    m = evaluate.metrics(pred, gt)
+    assert m["nme"] == pytest.approx((5.0 + 2.5) / 2)
+    assert m["fail_10"] == 0 and m["found"] == 2
+    assert m["regions"]["eyes"] == pytest.approx(3.75)
+    # AUC@10 of errors 5% and 2.5%: the CED is 0, then 1/2 from 2.5%, then 1 from 5%.
+    assert m["auc_10"] == pytest.approx((0.5 * 2.5 + 1.0 * 5.0) / 10, abs=1e-3)
+
+
+def test_a_missed_face_counts_as_a_failure_not_in_the_mean():
+    gt = np.stack([face_shape(), face_shape()])
+    pred = gt.copy()
+    pred[1] = np.nan
+    m = evaluate.metrics(pred, gt)
+    assert (m["found"], m["nme"], m["fail_10"]) == (1, 0.0, 50.0)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "evaluate.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_csv_with_too_few_points_is_a_clear_error(tmp_path):
+    (tmp_path / "test").mkdir()
+    write_csv(tmp_path / "test_frames_keypoints.csv", [["a_00.jpg"] + list(range(100))],
+              "," + ",".join(map(str, range(100))))
+    r = run("--data", tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith("found 100 numbers")
+    assert str(tmp_path / "test_frames_keypoints.csv") in r.stderr
+
+
+def test_empty_set_is_a_clear_error(tmp_path):
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test_frames_keypoints.csv").write_text("," + ",".join(map(str, range(136))) + "\n")
+    r = run("--data", tmp_path)
+    assert r.returncode == 1 and "empty CSV" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_data
+def test_json_line_of_a_real_run():
+    r = run("--data", DATA, "--split", "unseen", "--protocol", "pipeline", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"split", "protocol", "n", "found", "nme", "fail_10", "auc_10", "ms_per_face"} <= set(out)
+    assert (out["split"], out["protocol"], out["n"]) == ("unseen", "pipeline", 153)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+import models
+
+
+def test_net_is_the_course_network():
+    net = models.Net()
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == 26_814_576
+    assert net.eval()(torch.zeros(3, 1, 224, 224)).shape == (3, 136)
+
+
+def test_heatmapnet_maps_crops_to_136_numbers():
+    m = models.HeatmapNet().eval()
+    assert m(torch.zeros(2, m.in_channels, m.input_size, m.input_size)).shape == (2, 136)
+
+
+def test_weights_round_trip(tmp_path):
+    m = models.HeatmapNet(input_size=64)
+    torch.save(models.checkpoint(m), tmp_path / "w.pt")
+    loaded = models.load_model(tmp_path / "w.pt")
+    assert loaded.input_size == 64 and not loaded.training
+    x = torch.rand(1, 1, 64, 64)
+    assert torch.equal(loaded(x), m.eval()(x))
+
+
+def test_bad_weights_files(tmp_path):
+    with pytest.raises(models.WeightsError, match="w.pt: weights file not found"):
+        models.load_model(tmp_path / "w.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(models.WeightsError, match="text.pt: not a PyTorch checkpoint"):
+        models.load_model(tmp_path / "text.pt")
+    torch.save(models.checkpoint(models.HeatmapNet()), tmp_path / "hm.pt")
+    with pytest.raises(models.WeightsError, match="hm.pt: holds a HeatmapNet, expected a Net"):
+        models.load_model(tmp_path / "hm.pt", expected="Net")
+    ckpt = models.checkpoint(models.HeatmapNet())
+    ckpt["model"] = "Net"  # a Net name over HeatmapNet weights
+    torch.save(ckpt, tmp_path / "mixed.pt")
+    with pytest.raises(models.WeightsError, match="mixed.pt: weights do not fit a Net"):
+        models.load_model(tmp_path / "mixed.pt")
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_loading_never_runs_pickled_code(tmp_path, capsys):
+    torch.save({"model": "Net", "state_dict": {}, "payload": Boom()}, tmp_path / "evil.pt")
+    with pytest.raises(models.WeightsError, match="evil.pt: not a PyTorch checkpoint"):
+        models.load_model(tmp_path / "evil.pt")
+    assert "pickled code ran" not in capsys.readouterr().out

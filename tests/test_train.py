@@ -1,0 +1,122 @@
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from conftest import DATA, needs_data
+from models import load_checkpoint
+
+pytestmark = needs_data
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--model", "HeatmapNet", "--input-size", "32", "--subset", "16", "--batch-size", "8", "--workers", "0",
+         "--data", str(DATA)]
+
+
+def run(tmp_path, *extra, name="w.pt"):
+    args = train.parse_args(QUICK + ["--out", str(tmp_path / name), *extra])
+    return train.train(args)
+
+
+def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
+    run(tmp_path, "--epochs", "3", name="straight.pt")
+
+    def killed(*args):  # the run dies right after epoch 1's checkpoint
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "plot_losses", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path, "--epochs", "3", name="resumed.pt")
+    run(tmp_path, "--epochs", "3", "--resume", name="resumed.pt")
+    a = load_checkpoint(tmp_path / "straight.pt")
+    b = load_checkpoint(tmp_path / "resumed.pt")
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert (tmp_path / "straight_loss.png").stat().st_size > 0
+
+
+def test_existing_weights_are_not_overwritten(tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"mine")
+    with pytest.raises(train.TrainError, match="w.pt: exists; use --resume"):
+        run(tmp_path, "--epochs", "1")
+    assert (tmp_path / "w.pt").read_bytes() == b"mine"
+
+
+def test_nan_loss_stops_before_writing_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.torch.nn, "SmoothL1Loss", lambda beta: (lambda out, y: (out * float("nan")).mean()))
+    with pytest.raises(train.TrainError, match="loss is nan; stopped before writing NaN weights"):
+        run(tmp_path, "--epochs", "1")
+    assert not (tmp_path / "w.pt").exists()
+
+
+def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run(tmp_path, "--epochs", "1")
+    before = (tmp_path / "w.ckpt").read_bytes()
+
+    def full(obj, path):
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train.torch, "save", full)
+    with pytest.raises(train.TrainError, match="w.pt: cannot write \\(No space left on device\\); the previous file"):
+        run(tmp_path, "--epochs", "2", "--resume")
+    assert (tmp_path / "w.ckpt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt", "w_loss.png"]
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = subprocess.run([sys.executable, "train.py", *QUICK, "--epochs", "1", "--out", str(tmp_path / "afile" / "w.pt")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'afile'}")
+    assert "Traceback" not in r.stderr
+
+
+def test_sigterm_keeps_the_last_checkpoint_and_resume_goes_on(tmp_path):
+    cmd = [sys.executable, "train.py", *QUICK, "--epochs", "200", "--out", str(tmp_path / "w.pt")]
+    p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "w.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 1 and "interrupted:" in err and "--resume" in err
+    epoch = load_checkpoint(tmp_path / "w.ckpt")["epoch"]
+    assert 1 <= epoch < 200
+    run(tmp_path, "--epochs", str(epoch + 1), "--resume")
+    assert load_checkpoint(tmp_path / "w.ckpt")["epoch"] == epoch + 1
+
+
+WRAPPER = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {root!r})
+import train
+net, _ = train.train(train.parse_args(sys.argv[1:]))
+torch.save(net.state_dict(), {out!r} + f"/rank{{__import__('os').environ['RANK']}}.pt")
+"""
+
+
+def test_torchrun_two_processes_end_with_equal_weights(tmp_path):
+    script = tmp_path / "run_rank.py"
+    script.write_text(WRAPPER.format(root=str(ROOT), out=str(tmp_path)))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", str(script), *QUICK,
+                        "--epochs", "1", "--max-steps", "2", "--out", str(tmp_path / "w.pt")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    init = train.MODELS["HeatmapNet"](input_size=32).state_dict()
+    assert any(not torch.equal(a[k], init[k]) for k in a)  # it trained
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
