@@ -90,7 +90,7 @@ class OurModel:
     def pipeline(self, rgb, gt):
         boxes, _ = self.fkd.find_faces(rgb)
         i = pick(boxes, gt)
-        return (None, None) if i is None else (self.fkd.keypoints(rgb, boxes[i:i + 1])[0], boxes[i])
+        return (None, None) if i is None else (self.fkd.keypoints(rgb, boxes[i:i + 1])[0][0], boxes[i])
 
     def dataset(self, rgb):
         """The whole image, deterministically: Net sees the centre square that its course eval transform
@@ -102,10 +102,10 @@ class OurModel:
             rect = (x0, y0, x0 + round(side), y0 + round(side))
         else:
             rect = (0, 0, w, h)
-        return self.fkd.keypoints_in_rects(rgb, [rect])[0]
+        return self.fkd.keypoints_in_rects(rgb, [rect])[0][0]
 
     def crop_predict(self, rgb, box):
-        return self.fkd.keypoints(rgb, box[None])[0]
+        return self.fkd.keypoints(rgb, box[None])[0][0]
 
 
 class Dlib:
@@ -169,6 +169,29 @@ def throughput(model, batch=64, reps=5):
     return batch * reps / (time.perf_counter() - t0)
 
 
+def iou(a, b):
+    x, y, w, h = a
+    X, Y, W, H = b
+    inter = max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
+    return inter / (w * h + W * H - inter)
+
+
+def wild(fkd, folder):
+    """Face detection on labelled group photos (boxes.json: {file: [[left, top, width, height], ...]}):
+    per photo (file, faces labelled, found at IoU >= 0.3, false boxes)."""
+    labels = json.loads((Path(folder) / "boxes.json").read_text())
+    rows = []
+    for name, truth in sorted(labels.items()):
+        faces = fkd.detect(Path(folder) / name)
+        matched = set()
+        for f in faces:
+            hit = next((j for j, t in enumerate(truth) if j not in matched and iou(f.box, t) >= 0.3), None)
+            if hit is not None:
+                matched.add(hit)
+        rows.append((name, len(truth), len(matched), len(faces) - len(matched)))
+    return rows
+
+
 def load_split(data, split):
     csv, root = dl.split_paths(data, "test")
     names, kps = dl.read_keypoints_csv(csv, root)
@@ -188,9 +211,17 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ced", help="write the cumulative error plot to this PNG")
     p.add_argument("--json", action="store_true", help="last line: the model's figures as one JSON object")
+    p.add_argument("--wild", metavar="DIR", help="instead: face detection on the labelled photos in DIR")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.wild:
+        rows = wild(FaceKeypointDetector(args.weights), args.wild)
+        for name, n, found, false in rows:
+            print(f"{name:24s} {found:2d} of {n:2d} faces, {false} false boxes")
+        n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
+        print(f"{len(rows)} photos: {found} of {n} faces found (IoU >= 0.3), {false} false boxes")
+        return 0
     try:
         names, images, gts = load_split(dl.data_dir(args.data), args.split)
         predictors = [OurModel(args.weights)] + ([Dlib()] if args.compare else [])

@@ -85,13 +85,43 @@ class HeatmapNet(nn.Module):
         u1 = self.up1(f1 + F.interpolate(self.lat1(u2), size=f1.shape[-2:], mode="nearest"))
         return self.head(u1)
 
-    def forward(self, x):
+    def forward(self, x, with_heatmaps=False):
         h = self.heatmaps(x)
         n, k, hh, ww = h.shape
         p = F.softmax(h.flatten(2), dim=-1).view(n, k, hh, ww)
         xs = (p.sum(2) * self.grid).sum(-1)
         ys = (p.sum(3) * self.grid).sum(-1)
-        return normalize_keypoints(torch.stack([xs, ys], -1), self.input_size).flatten(1)
+        out = normalize_keypoints(torch.stack([xs, ys], -1), self.input_size).flatten(1)
+        return (out, p) if with_heatmaps else out
+
+    def heatmap_loss(self, p, target, sigma=1.0):
+        """Jensen-Shannon divergence between each heatmap and a Gaussian of sigma cells at the true point (DSNT,
+        Nibali et al. 2018): keeps every heatmap a single peak, so its centre of mass is a sharp estimate."""
+        pix = target.view(len(target), -1, 2) * (50 * self.input_size / 224) + 100 * self.input_size / 224
+        d = (self.grid[None, None, :, None] - pix[..., None, :]) / (4 * sigma)  # N x K x cells x 2
+        g1 = torch.exp(-0.5 * d ** 2)
+        g = g1[..., 1][..., :, None] * g1[..., 0][..., None, :]                 # N x K x H x W
+        g = g / g.sum((-2, -1), keepdim=True).clamp_min(1e-12)
+        m = (p + g) / 2
+        eps = 1e-12
+        js = 0.5 * (p * ((p + eps) / (m + eps)).log() + g * ((g + eps) / (m + eps)).log()).sum((-2, -1))
+        return js.mean()
+
+
+class WithConfidence(nn.Module):
+    """x -> (N x 136 keypoints, N confidences). A HeatmapNet's confidence is the mean peak height of its 68 heatmaps:
+    a crop that holds no face gives flat heatmaps. Models without heatmaps report 1."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if isinstance(self.model, HeatmapNet):
+            out, p = self.model(x, with_heatmaps=True)
+            return out, p.flatten(2).amax(-1).mean(-1)
+        out = self.model(x)
+        return out, torch.ones_like(out[:, 0])
 
 
 MODELS = {"Net": Net, "HeatmapNet": HeatmapNet}
@@ -134,4 +164,6 @@ def load_model(path, device="cpu", expected=None):
     except (TypeError, RuntimeError) as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
+    # Below this confidence a crop is taken for no face; train.py measures it on the validation faces.
+    model.min_confidence = float(ckpt.get("min_confidence", 0.0))
     return model.to(device).eval()

@@ -66,9 +66,19 @@ def test_api_takes_paths_and_every_pixel_format(fkd, demo_bgr):
 def test_all_faces_of_an_image_go_through_the_model_in_one_batch(fkd, demo_bgr, monkeypatch):
     two = np.hstack([demo_bgr, demo_bgr])
     calls = []
-    real = fkd.model.forward
-    monkeypatch.setattr(fkd.model, "forward", lambda x: calls.append(len(x)) or real(x))
+    real = fkd.run
+    monkeypatch.setattr(fkd, "run", lambda x: calls.append(len(x)) or real(x))
     assert len(fkd.detect(two)) == 2 and calls == [2]
+
+
+def test_boxes_the_model_finds_no_face_in_are_dropped(fkd, demo_bgr):
+    rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
+    face = one_face(fkd.detect(rgb, channels="rgb"))
+    wall = np.float32([400, 300, 80, 80])  # a box on the space suit, far from the face
+    kept = fkd.faces(rgb, np.stack([face.box, wall]), np.float32([5, 5]))
+    assert len(kept) == 1 and np.array_equal(kept[0].box, face.box)
+    _, conf = fkd.keypoints(rgb, np.stack([face.box, wall]))
+    assert conf[0] > fkd.model.min_confidence > conf[1] > 0
 
 
 def test_images_without_faces_give_empty_lists(fkd):
