@@ -68,19 +68,25 @@ def head_pose(keypoints, image_shape):
     return np.float32([yaw, pitch, roll])
 
 
-def nms(boxes, scores, iou=0.3):
-    """Indices of the boxes kept by non-maximum suppression (a box inside a bigger one counts as overlap too)."""
+def intersection(a, b):
+    """Area shared by two (x, y, w, h) boxes."""
+    x, y, w, h = a
+    X, Y, W, H = b
+    return max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
+
+
+def iou(a, b):
+    inter = intersection(a, b)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def nms(boxes, scores, threshold=0.3):
+    """Indices of the boxes kept by non-maximum suppression (a box mostly inside a kept one goes too)."""
     keep = []
     for i in np.argsort(scores)[::-1]:
-        x, y, w, h = boxes[i]
-        ok = True
-        for j in keep:
-            X, Y, W, H = boxes[j]
-            inter = max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
-            if inter / (w * h + W * H - inter) > iou or inter / min(w * h, W * H) > 0.7:
-                ok = False
-                break
-        if ok:
+        if all(iou(boxes[i], boxes[j]) <= threshold
+               and intersection(boxes[i], boxes[j]) <= 0.7 * min(boxes[i][2] * boxes[i][3], boxes[j][2] * boxes[j][3])
+               for j in keep):
             keep.append(i)
     return keep
 
@@ -88,7 +94,7 @@ def nms(boxes, scores, iou=0.3):
 class OneEuroFilter:
     """The 1-euro filter (Casiez et al. 2012): smooths jitter when still, follows fast moves with little lag."""
 
-    def __init__(self, min_cutoff=1.0, beta=0.05, d_cutoff=1.0):
+    def __init__(self, min_cutoff=1.0, beta=0.5, d_cutoff=1.0):
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.x = self.dx = self.t = None
 
@@ -252,11 +258,11 @@ def _best_match(box, boxes):
 # ---------------------------------------------------------------- drawing
 
 def draw(bgr, faces, pose_axes=False, filter_name=None):
-    """Boxes and keypoints (and pose axes, and a filter) drawn on a copy of a BGR image."""
-    out = bgr.copy()
+    """A copy of a BGR image with boxes and keypoints (and pose axes) drawn, or with a filter on every face."""
     if filter_name:
         import filters
-        out = filters.apply(out, faces, filter_name)
+        return filters.apply(bgr, faces, filter_name)
+    out = bgr.copy()
     thick = max(1, round(max(out.shape[:2]) / 500))
     for f in faces:
         x, y, w, h = (int(round(v)) for v in f.box)
@@ -269,15 +275,14 @@ def draw(bgr, faces, pose_axes=False, filter_name=None):
 
 
 def draw_pose(out, face, thick=1):
+    """The head's axes from the nose tip: x (red) to the right, y (green) down, z (blue) out of the face."""
     yaw, pitch, roll = np.radians(face.pose)
-    length = face.box[2] / 2
-    origin = face.keypoints[30]
-    # Axes of the head: x (red) right, y (green) down, z (blue) towards the camera.
-    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
-    Rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    R = Rz @ Ry @ Rx
+    c, s = np.cos([pitch, yaw, roll]), np.sin([pitch, yaw, roll])
+    Rx = np.array([[1, 0, 0], [0, c[0], -s[0]], [0, s[0], c[0]]])
+    Ry = np.array([[c[1], 0, s[1]], [0, 1, 0], [-s[1], 0, c[1]]])
+    Rz = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
+    R = Rx @ Ry @ Rz  # the order cv2.RQDecomp3x3 splits a rotation into
+    length, origin = face.box[2] / 2, face.keypoints[30]
     for axis, color in zip(np.eye(3) * [1, 1, -1], [(0, 0, 255), (0, 255, 0), (255, 0, 0)]):
         end = origin + (R @ axis)[:2] * length
         cv2.line(out, tuple(int(v) for v in origin), tuple(int(v) for v in end), color, thick + 1, cv2.LINE_AA)
@@ -315,12 +320,21 @@ def out_path(out_dir, src, inputs_used, suffix=None):
     return target
 
 
+def read_frames(cap):
+    """The frames of an opened cv2.VideoCapture until it runs out."""
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return
+        yield frame
+
+
 def run_camera(fkd, index, filter_name):
     cap = cv2.VideoCapture(index)
     if not cap.isOpened():
         sys.exit(f"error: camera {index}: no camera found (or it is in use)")
     try:
-        for frame, faces in fkd.track(iter(lambda: cap.read()[1], None)):
+        for frame, faces in fkd.track(read_frames(cap)):
             cv2.imshow("facial keypoints (q quits)", draw(frame, faces, True, filter_name))
             if cv2.waitKey(1) & 0xFF == ord("q"):
                 break
@@ -366,7 +380,7 @@ def main(argv=None):
             Path(args.out).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             sys.exit(f"error: {args.out}: cannot create the output folder ({e.strerror})")
-    results, n_faces, t0 = [], 0, time.time()
+    results, n_faces, n_failed, t0 = [], 0, 0, time.time()
     for f in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
         try:
             if Path(f).suffix.lower() in VIDEO_EXTS:
@@ -382,15 +396,16 @@ def main(argv=None):
                     if not cv2.imwrite(str(target), draw(bgr, faces, args.pose, args.filter)):
                         raise dl.DataError(f"{target}: cannot write the annotated copy")
         except (dl.DataError, cv2.error) as e:
-            errors.append(str(e))
-            print(f"error: {e}", file=sys.stderr)
+            n_failed += 1
+            tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
     if args.json:
         tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(args.json)
-    print(f"{len(files) - len(errors)} of {len(files)} inputs, {n_faces} faces, {time.time() - t0:.1f} s"
-          + (f", {len(errors)} errors" if errors else ""))
-    return 1 if errors else 0
+    n_errors = len(errors) + n_failed
+    print(f"{len(files) - n_failed} of {len(files)} files, {n_faces} faces, {time.time() - t0:.1f} s"
+          + (f", {n_errors} errors" if n_errors else ""))
+    return 1 if n_errors else 0
 
 
 def run_video(fkd, path, args, results, used):
@@ -401,10 +416,9 @@ def run_video(fkd, path, args, results, used):
     if not cap.isOpened():
         raise dl.DataError(f"{path}: cannot open as a video")
     fps, total = cap.get(cv2.CAP_PROP_FPS) or 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    frames = iter(lambda: cap.read()[1], None)
     writer, n_faces, i = None, 0, -1
     try:
-        for i, (frame, faces) in enumerate(tqdm(fkd.track(frames, smooth=not args.no_smooth, fps=fps),
+        for i, (frame, faces) in enumerate(tqdm(fkd.track(read_frames(cap), smooth=not args.no_smooth, fps=fps),
                                                 total=total, desc=Path(path).name, unit="frame", leave=False)):
             results.append({"image": path, "frame": i, "faces": [f.to_json() for f in faces]})
             n_faces += len(faces)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, iou
 from models import WeightsError
 
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
@@ -80,17 +80,16 @@ def pick(boxes, gt):
 
 
 class OurModel:
-    name = "model"
-
     def __init__(self, weights):
         self.fkd = FaceKeypointDetector(weights)
         self.model = self.fkd.model
         self.name = f"{type(self.model).__name__} ({Path(weights).name})"
 
     def pipeline(self, rgb, gt):
-        boxes, _ = self.fkd.find_faces(rgb)
-        i = pick(boxes, gt)
-        return (None, None) if i is None else (self.fkd.keypoints(rgb, boxes[i:i + 1])[0][0], boxes[i])
+        """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
+        faces = self.fkd.detect(rgb, channels="rgb")
+        i = pick([f.box for f in faces], gt)
+        return (None, None) if i is None else (faces[i].keypoints, faces[i].box)
 
     def dataset(self, rgb):
         """The whole image, deterministically: Net sees the centre square that its course eval transform
@@ -167,13 +166,6 @@ def throughput(model, batch=64, reps=5):
         for _ in range(reps):
             model(x)
     return batch * reps / (time.perf_counter() - t0)
-
-
-def iou(a, b):
-    x, y, w, h = a
-    X, Y, W, H = b
-    inter = max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
-    return inter / (w * h + W * H - inter)
 
 
 def wild(fkd, folder):

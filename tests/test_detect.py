@@ -68,7 +68,7 @@ def test_all_faces_of_an_image_go_through_the_model_in_one_batch(fkd, demo_bgr, 
     calls = []
     real = fkd.run
     monkeypatch.setattr(fkd, "run", lambda x: calls.append(len(x)) or real(x))
-    assert len(fkd.detect(two)) == 2 and calls == [2]
+    assert len(fkd.detect(two)) == 2 and len(calls) == 1 and calls[0] >= 2
 
 
 def test_boxes_the_model_finds_no_face_in_are_dropped(fkd, demo_bgr):
@@ -106,7 +106,7 @@ def test_cli_json_schema_for_a_folder_and_annotated_copies(tmp_path):
     assert len(face["box"]) == 4 and len(face["keypoints"]) == 68 and len(face["pose"]) == 3
     assert all(len(p) == 2 for p in face["keypoints"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blank_keypoints.jpg", "demo_keypoints.png"]
-    assert "2 of 2 inputs, 1 faces" in r.stdout
+    assert "2 of 2 files, 1 faces" in r.stdout
     # An existing JSON file is not overwritten without --force.
     r = run_cli(DEMO, "--json", tmp_path / "out.json")
     assert r.returncode == 1 and "exists; use --force" in r.stderr
@@ -140,9 +140,9 @@ def test_cli_video_gives_one_entry_per_frame(tmp_path):
 
 
 def test_smoothing_reduces_jitter_on_a_known_path(fkd):
-    frames, offsets = benchmark.synthetic_clip(40)
-    raw, _ = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=False), offsets)
-    smooth, lag_ms = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=True), offsets)
+    frames, offsets = benchmark.synthetic_clip(60)
+    raw, _, _ = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=False), offsets)
+    smooth, lag_ms, _ = benchmark.jitter_and_lag(benchmark.track_points(fkd, frames, smooth=True), offsets)
     print(f"jitter {raw:.2f} -> {smooth:.2f} px/frame, lag {lag_ms:.0f} ms")
     assert smooth < raw
 
