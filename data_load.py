@@ -387,7 +387,8 @@ def _member_path(dest, name):
 
 def verify_archive(zip_path, size=COURSE_SIZE, members_sha256=COURSE_MEMBERS_SHA256):
     if size is not None and zip_path.stat().st_size != size:
-        raise DataError(f"{zip_path}: {zip_path.stat().st_size} bytes, expected {size}: incomplete or not the course archive")
+        raise DataError(f"{zip_path}: {zip_path.stat().st_size} bytes, expected {size}: "
+                        "incomplete or not the course archive")
     try:
         with zipfile.ZipFile(zip_path) as z:
             bad = z.testzip()

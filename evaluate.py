@@ -10,7 +10,6 @@ out of the mean NME, which is over the faces found.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path

@@ -14,7 +14,7 @@ from data_load import N_POINTS, normalize_keypoints
 
 
 class Net(nn.Module):
-    """The course network: four 5x5 conv layers, each followed by ReLU, 2x2 max-pool and batch norm; two dense layers."""
+    """The course network: four 5x5 convs, each followed by ReLU, 2x2 max-pool and batch norm; two dense layers."""
 
     input_size, in_channels = 224, 1
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import data_load as dl
@@ -173,7 +173,8 @@ def train(args):
               f"{len(train_set)} training / {len(val_set)} validation images on {device}")
 
     loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    # Mixed precision where it helps: bf16 autocast on a GPU; full precision on the CPU.
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=64, num_workers=args.workers)
     steps_done = 0
     for epoch in range(start, args.epochs):

@@ -1,5 +1,4 @@
 """The four notebooks, top to bottom, in quick mode (FKP_QUICK=1: few steps on a data subset)."""
-import os
 from pathlib import Path
 
 import nbformat
