@@ -149,7 +149,8 @@ class FacialKeypointsDataset(Dataset):
         """names: keep only these images (for a person split); default all rows of the CSV."""
         self.root_dir = Path(root_dir)
         all_names, all_keypoints = read_keypoints_csv(csv_file, root_dir)
-        keep = [i for i, n in enumerate(all_names) if names is None or n in set(names)]
+        wanted = None if names is None else set(names)
+        keep = [i for i, n in enumerate(all_names) if wanted is None or n in wanted]
         self.names = [all_names[i] for i in keep]
         self.keypoints = all_keypoints[keep]
         self.transform = transform

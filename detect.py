@@ -245,14 +245,14 @@ def _inside(kp, shape):
     return 0 <= centre[0] < w and 0 <= centre[1] < h
 
 
+def contains(box, point):
+    x, y, w, h = box
+    return x <= point[0] <= x + w and y <= point[1] <= y + h
+
+
 def _best_match(box, boxes):
     """Index of the box in boxes whose centre lies inside box, or None."""
-    x, y, w, h = box
-    for j, (bx, by, bw, bh) in enumerate(boxes):
-        cx, cy = bx + bw / 2, by + bh / 2
-        if x <= cx <= x + w and y <= cy <= y + h:
-            return j
-    return None
+    return next((j for j, b in enumerate(boxes) if contains(box, (b[0] + b[2] / 2, b[1] + b[3] / 2))), None)
 
 
 # ---------------------------------------------------------------- drawing

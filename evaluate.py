@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, iou
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, contains, iou
 from models import WeightsError
 
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
@@ -74,7 +74,7 @@ def plot_ced(curves, path):
 def pick(boxes, gt):
     """The detection whose box holds the ground-truth centre (the largest such), or None."""
     c = (gt.min(0) + gt.max(0)) / 2
-    hits = [i for i, (x, y, w, h) in enumerate(boxes) if x <= c[0] <= x + w and y <= c[1] <= y + h]
+    hits = [i for i, b in enumerate(boxes) if contains(b, c)]
     return max(hits, key=lambda i: boxes[i][2]) if hits else None
 
 
