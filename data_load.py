@@ -294,13 +294,8 @@ def crop_matrix(rect, size):
     return np.float32([[sx, 0, (0.5 - x0) * sx - 0.5], [0, sy, (0.5 - y0) * sy - 0.5]])
 
 
-
 def apply_affine(M, pts):
     return pts @ M[:, :2].T + M[:, 2]
-
-
-def invert_affine(M):
-    return cv2.invertAffineTransform(M)
 
 
 class FaceCrop:
@@ -310,7 +305,7 @@ class FaceCrop:
     mirrored (with the left/right point swap), relit and blurred: one affine warp, so keypoints move exactly
     with the pixels."""
 
-    def __init__(self, size, channels=1, augment=False, rotate=25.0):
+    def __init__(self, size, channels=1, augment=False, rotate=15.0):
         self.size, self.channels, self.augment, self.rotate = size, channels, augment, rotate
 
     def __call__(self, sample):

@@ -79,10 +79,10 @@ def pick(boxes, gt):
 
 
 class OurModel:
-    def __init__(self, weights):
-        self.fkd = FaceKeypointDetector(weights)
+    def __init__(self, weights, runtime=None):
+        self.fkd = FaceKeypointDetector(weights, runtime=runtime)
         self.model = self.fkd.model
-        self.name = f"{type(self.model).__name__} ({Path(weights).name})"
+        self.name = f"{type(self.model).__name__} ({Path(weights).name}, {self.fkd.runtime})"
 
     def pipeline(self, rgb, gt):
         """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
@@ -198,6 +198,7 @@ def main(argv=None):
     p.add_argument("--split", choices=list(SPLITS), default="unseen")
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="default: int8 when the weights have it")
     p.add_argument("--compare", choices=["dlib"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ced", help="write the cumulative error plot to this PNG")
@@ -215,7 +216,7 @@ def main(argv=None):
         return 0
     try:
         names, images, gts = load_split(dl.data_dir(args.data), args.split)
-        predictors = [OurModel(args.weights)] + ([Dlib()] if args.compare else [])
+        predictors = [OurModel(args.weights, args.runtime)] + ([Dlib()] if args.compare else [])
     except (dl.DataError, WeightsError, EvalError) as e:
         sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":

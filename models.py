@@ -2,7 +2,7 @@
 in the normalized coordinates of data_load.normalize_keypoints; data_load.keypoints_to_pixels maps them back.
 
 - Net: the course network, exactly as the course specifies it (1 x 224 x 224 grayscale, 26.8M parameters).
-- HeatmapNet: the shipped model: a small residual CNN at 96 px whose head predicts one heatmap per keypoint and
+- HeatmapNet: the shipped model: a small residual CNN at 128 px whose head predicts one heatmap per keypoint and
   reads each point off as the heatmap's centre of mass (soft-argmax), which keeps the spatial layout that a
   fully connected regression throws away. 0.9M parameters.
 """
@@ -60,7 +60,7 @@ class ResBlock(nn.Module):
 class HeatmapNet(nn.Module):
     """Encoder down to 1/16, decoder back up to 1/4 with skip connections, 68 heatmaps, soft-argmax."""
 
-    def __init__(self, input_size=96, in_channels=1, width=16):
+    def __init__(self, input_size=128, in_channels=1, width=16):
         super().__init__()
         self.input_size, self.in_channels = input_size, in_channels
         w = width
@@ -166,4 +166,6 @@ def load_model(path, device="cpu", expected=None):
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
     # Below this confidence a crop is taken for no face; train.py measures it on the validation faces.
     model.min_confidence = float(ckpt.get("min_confidence", 0.0))
+    # The same model quantized to int8 ONNX (detect.quantize), when train.py has added one: bytes, or None.
+    model.int8_onnx = ckpt["int8_onnx"].numpy().tobytes() if "int8_onnx" in ckpt else None
     return model.to(device).eval()

@@ -6,7 +6,8 @@
 
 Trains on the training images of the seen people, less a validation split made by person (data_load.is_validation);
 the unseen people and the test set are for measuring only. Every epoch writes, atomically, the full training state
-to OUT.ckpt (resume with --resume) and the weights to OUT; a loss plot goes to OUT with _loss.png.
+to OUT.ckpt (resume with --resume) and the weights to OUT; a loss plot goes to OUT with _loss.png. When the run
+ends, OUT also gets the model quantized to int8 ONNX (detect.quantize), which detect.py runs on a CPU.
 """
 import argparse
 import json
@@ -24,17 +25,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import data_load as dl
+from detect import quantize
 from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint
 
 # What each model trains with unless told otherwise. Net keeps the course's choices.
 RECIPES = {
     "Net": dict(epochs=3, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0),
-    "HeatmapNet": dict(epochs=150, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
+    "HeatmapNet": dict(epochs=130, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
                        heatmap_loss=0.0),
 }
 
 
-MIN_CONFIDENCE_FRACTION = 0.6
+MIN_CONFIDENCE_FRACTION = 0.64
 
 
 class TrainError(RuntimeError):
@@ -163,7 +165,7 @@ def train(args):
             print(f"resuming {ckpt_path} after epoch {start}")
     elif not args.force and (args.out.exists() or ckpt_path.exists()):
         raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # 10-15% faster convolutions on a CPU
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     net = model.module if distributed else model
@@ -176,7 +178,7 @@ def train(args):
     # Mixed precision where it helps: bf16 autocast on a GPU; full precision on the CPU.
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     val_loader = DataLoader(val_set, batch_size=64, num_workers=args.workers)
-    steps_done = 0
+    steps_done, meta = 0, None
     for epoch in range(start, args.epochs):
         # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
         gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
@@ -191,7 +193,8 @@ def train(args):
                                           leave=False)):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch, step, len(loader), args)
-            x, y = batch["image"].to(device), batch["keypoints"].to(device).flatten(1)
+            x = batch["image"].to(device, memory_format=torch.channels_last)
+            y = batch["keypoints"].to(device).flatten(1)
             with amp:
                 if args.heatmap_loss:
                     out, heat = model(x, with_heatmaps=True)
@@ -217,7 +220,8 @@ def train(args):
                         "val_nme": val_nme, "seconds": time.time() - t0})
         if main_proc:
             print(json.dumps(history[-1]), flush=True)
-            # A crop whose heatmaps peak at less than 60% of a typical validation face's is taken for no face.
+            # A crop whose heatmaps peak at less than 64% of a typical validation face's is taken for no face
+            # (the fraction that found the most faces with the fewest false boxes on the wild photos, README.md).
             meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
                     "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0}
             atomic_save(checkpoint(net, **meta), args.out)
@@ -225,6 +229,11 @@ def train(args):
             plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
         if args.max_steps and steps_done >= args.max_steps:
             break
+    if main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and len(val_set):
+        # The finished model also as int8 ONNX, calibrated on validation crops: what detect.py runs on a CPU.
+        crops = np.stack([val_set[i]["image"].numpy() for i in range(min(len(val_set), 128))])
+        int8 = quantize(net.cpu().eval(), crops)
+        atomic_save(checkpoint(net, **meta, int8_onnx=torch.frombuffer(bytearray(int8), dtype=torch.uint8)), args.out)
     if distributed:
         dist.destroy_process_group()
     return net, history

@@ -81,6 +81,14 @@ def test_boxes_the_model_finds_no_face_in_are_dropped(fkd, demo_bgr):
     assert conf[0] > fkd.model.min_confidence > conf[1] > 0
 
 
+def test_int8_float_and_torch_runtimes_give_the_same_points(fkd, demo_bgr):
+    assert fkd.runtime == "int8"  # the shipped weights carry their int8 model; a CPU runs it by default
+    ref = one_face(fkd.detect(demo_bgr)).keypoints
+    for runtime in ("onnx", "torch"):
+        points = one_face(detect.FaceKeypointDetector(runtime=runtime).detect(demo_bgr)).keypoints
+        assert np.abs(points - ref).mean() < 0.5, runtime  # pixels, on a face about 200 pixels wide
+
+
 def test_images_without_faces_give_empty_lists(fkd):
     assert fkd.detect(np.full((240, 320, 3), 128, np.uint8)) == []
     assert fkd.detect(np.zeros((1, 1, 3), np.uint8)) == []

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import detect
 import train
 from conftest import DATA, needs_data
-from models import load_checkpoint
+from models import WeightsError, load_checkpoint
 
 pytestmark = needs_data
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,15 @@ def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     assert (tmp_path / "straight_loss.png").stat().st_size > 0
+
+
+def test_a_finished_run_adds_the_int8_model_that_detect_runs(tmp_path):
+    run(tmp_path, "--epochs", "1")
+    assert detect.FaceKeypointDetector(tmp_path / "w.pt").runtime == "int8"
+    # the per-epoch checkpoint has none: asked for, it is a clear error
+    with pytest.raises(WeightsError, match="w.ckpt: holds no int8 model"):
+        detect.FaceKeypointDetector(tmp_path / "w.ckpt", runtime="int8")
+    assert detect.FaceKeypointDetector(tmp_path / "w.ckpt").runtime == "onnx"
 
 
 def test_existing_weights_are_not_overwritten(tmp_path):
@@ -100,6 +110,7 @@ def test_sigterm_keeps_the_last_checkpoint_and_resume_goes_on(tmp_path):
 WRAPPER = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
+import detect
 import train
 net, _ = train.train(train.parse_args(sys.argv[1:]))
 torch.save(net.state_dict(), {out!r} + f"/rank{{__import__('os').environ['RANK']}}.pt")
