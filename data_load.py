@@ -294,6 +294,13 @@ def crop_matrix(rect, size):
     return np.float32([[sx, 0, (0.5 - x0) * sx - 0.5], [0, sy, (0.5 - y0) * sy - 0.5]])
 
 
+def from_crop(pts, rects, size):
+    """Points in the size x size crops of rects (N x K x 2, one crop each) -> image pixels: the inverse of
+    crop_matrix, for all crops at once."""
+    r = np.float32(rects)
+    return (pts + 0.5) * ((r[:, 2:] - r[:, :2]) / size)[:, None] + r[:, None, :2] - 0.5
+
+
 def apply_affine(M, pts):
     return pts @ M[:, :2].T + M[:, 2]
 
@@ -458,4 +465,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-

@@ -223,10 +223,7 @@ class FaceKeypointDetector:
             crop = cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         out, conf = self.run(batch * np.float32(1 / 255))
-        # Crop pixels -> image pixels: the inverse of dl.crop_matrix, for all faces at once.
-        r = np.float32(rects)
-        pts = dl.keypoints_to_pixels(out, size).reshape(len(rects), dl.N_POINTS, 2)
-        return (pts + 0.5) * ((r[:, 2:] - r[:, :2]) / size)[:, None] + r[:, None, :2] - 0.5, conf
+        return dl.from_crop(dl.keypoints_to_pixels(out, size), rects, size), conf
 
     def run_torch(self, batch):
         with torch.inference_mode():

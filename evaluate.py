@@ -78,11 +78,19 @@ def pick(boxes, gt):
     return max(hits, key=lambda i: boxes[i][2]) if hits else None
 
 
+def detector(args):
+    """The pipeline as --weights, --runtime and --min-confidence set it."""
+    fkd = FaceKeypointDetector(args.weights, runtime=args.runtime)
+    if args.min_confidence is not None:
+        fkd.model.min_confidence = args.min_confidence
+    return fkd
+
+
 class OurModel:
-    def __init__(self, weights, runtime=None):
-        self.fkd = FaceKeypointDetector(weights, runtime=runtime)
-        self.model = self.fkd.model
-        self.name = f"{type(self.model).__name__} ({Path(weights).name}, {self.fkd.runtime})"
+    def __init__(self, fkd, weights):
+        self.fkd = fkd
+        self.model = fkd.model
+        self.name = f"{type(self.model).__name__} ({Path(weights).name}, {fkd.runtime})"
 
     def pipeline(self, rgb, gt):
         """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
@@ -199,6 +207,7 @@ def main(argv=None):
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="default: int8 when the weights have it")
+    p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
     p.add_argument("--compare", choices=["dlib"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ced", help="write the cumulative error plot to this PNG")
@@ -207,8 +216,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    try:
+        fkd = detector(args)
+    except WeightsError as e:
+        sys.exit(f"error: {e}")
     if args.wild:
-        rows = wild(FaceKeypointDetector(args.weights), args.wild)
+        rows = wild(fkd, args.wild)
         for name, n, found, false in rows:
             print(f"{name:24s} {found:2d} of {n:2d} faces, {false} false boxes")
         n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
@@ -216,8 +229,8 @@ def main(argv=None):
         return 0
     try:
         names, images, gts = load_split(dl.data_dir(args.data), args.split)
-        predictors = [OurModel(args.weights, args.runtime)] + ([Dlib()] if args.compare else [])
-    except (dl.DataError, WeightsError, EvalError) as e:
+        predictors = [OurModel(fkd, args.weights)] + ([Dlib()] if args.compare else [])
+    except (dl.DataError, EvalError) as e:
         sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":
         sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")

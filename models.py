@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data_load import N_POINTS, normalize_keypoints
+from data_load import N_POINTS, keypoints_to_pixels, normalize_keypoints
 
 
 class Net(nn.Module):
@@ -97,7 +97,7 @@ class HeatmapNet(nn.Module):
     def heatmap_loss(self, p, target, sigma=1.0):
         """Jensen-Shannon divergence between each heatmap and a Gaussian of sigma cells at the true point (DSNT,
         Nibali et al. 2018): keeps every heatmap a single peak, so its centre of mass is a sharp estimate."""
-        pix = target.view(len(target), -1, 2) * (50 * self.input_size / 224) + 100 * self.input_size / 224
+        pix = keypoints_to_pixels(target, self.input_size)                    # N x K x 2, input pixels
         d = (self.grid[None, None, :, None] - pix[..., None, :]) / (4 * sigma)  # N x K x cells x 2
         g1 = torch.exp(-0.5 * d ** 2)
         g = g1[..., 1][..., :, None] * g1[..., 0][..., None, :]                 # N x K x H x W

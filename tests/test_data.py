@@ -60,6 +60,13 @@ def test_augmented_face_crop_moves_points_with_pixels_and_swaps_left_right():
     assert flips == {True, False}
 
 
+def test_from_crop_undoes_crop_matrix_for_several_crops():
+    rects = [(10, 20, 110, 120), (0, 5, 64, 37)]  # the second clipped at an image border: not square
+    pts = np.float32([[[0, 0], [99.5, 3], [50, 50]], [[1, 2], [63, 31], [-0.5, -0.5]]])
+    in_crop = np.stack([dl.apply_affine(dl.crop_matrix(r, 96), p) for r, p in zip(rects, pts)])
+    assert np.allclose(dl.from_crop(in_crop, rects, 96), pts, atol=1e-4)
+
+
 def test_flip_permutation_is_an_involution():
     assert sorted(dl.FLIP_PERM) == list(range(68))
     assert (dl.FLIP_PERM[dl.FLIP_PERM] == np.arange(68)).all()
