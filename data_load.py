@@ -301,6 +301,12 @@ def from_crop(pts, rects, size):
     return (pts + 0.5) * ((r[:, 2:] - r[:, :2]) / size)[:, None] + r[:, None, :2] - 0.5
 
 
+def mirror_keypoints(kp, size):
+    """Points of a size x size crop (... x 68 x 2) -> the same points in the crop mirrored left to right: x flips and
+    each left point becomes its right twin."""
+    return kp[..., FLIP_PERM, :] * np.float32([-1, 1]) + np.float32([size - 1, 0])
+
+
 def apply_affine(M, pts):
     return pts @ M[:, :2].T + M[:, 2]
 
@@ -336,7 +342,7 @@ class FaceCrop:
         if self.augment:
             if rng.rand() < 0.5:
                 crop = crop[:, ::-1]
-                kp = kp[FLIP_PERM] * np.float32([-1, 1]) + np.float32([self.size - 1, 0])
+                kp = mirror_keypoints(kp, self.size)
             if rng.rand() < 0.3:
                 crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, 1.5))
             crop = crop.astype(np.float32) * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)

@@ -79,8 +79,8 @@ def pick(boxes, gt):
 
 
 def detector(args):
-    """The pipeline as --weights, --runtime and --min-confidence set it."""
-    fkd = FaceKeypointDetector(args.weights, runtime=args.runtime)
+    """The pipeline as --weights, --runtime, --flip, --refine and --min-confidence set it."""
+    fkd = FaceKeypointDetector(args.weights, runtime=args.runtime, flip=args.flip, refine=args.refine)
     if args.min_confidence is not None:
         fkd.model.min_confidence = args.min_confidence
     return fkd
@@ -90,7 +90,8 @@ class OurModel:
     def __init__(self, fkd, weights):
         self.fkd = fkd
         self.model = fkd.model
-        self.name = f"{type(self.model).__name__} ({Path(weights).name}, {fkd.runtime})"
+        how = ", ".join([fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)])
+        self.name = f"{type(self.model).__name__} ({Path(weights).name}, {how})"
 
     def pipeline(self, rgb, gt):
         """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
@@ -207,6 +208,8 @@ def main(argv=None):
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="default: int8 when the weights have it")
+    p.add_argument("--flip", action="store_true", help="test-time flip: also run each face mirrored")
+    p.add_argument("--refine", action="store_true", help="a second pass on the crop the first pass's points give")
     p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
     p.add_argument("--compare", choices=["dlib"])
     p.add_argument("--threads", type=int, default=2)
@@ -248,10 +251,10 @@ def main(argv=None):
         curves[pr.name] = m.pop("errors")
         rows.append((pr.name, m))
     print(f"split {args.split} ({len(images)} images), protocol {args.protocol}, {args.threads} threads")
-    print(f"{'model':40s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s}  "
+    print(f"{'model':46s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s}  "
           + " ".join(f"{r:>6s}" for r in dl.REGIONS))
     for name, m in rows:
-        print(f"{name:40s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
+        print(f"{name:46s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
               f"{m['ms_per_face']:8.2f}  " + " ".join(f"{m['regions'][r]:6.2f}" for r in dl.REGIONS))
     if args.ced:
         plot_ced(curves, args.ced)

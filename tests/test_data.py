@@ -67,9 +67,13 @@ def test_from_crop_undoes_crop_matrix_for_several_crops():
     assert np.allclose(dl.from_crop(in_crop, rects, 96), pts, atol=1e-4)
 
 
-def test_flip_permutation_is_an_involution():
+def test_flip_permutation_is_an_involution_and_mirrors_points():
     assert sorted(dl.FLIP_PERM) == list(range(68))
     assert (dl.FLIP_PERM[dl.FLIP_PERM] == np.arange(68)).all()
+    kp = np.random.default_rng(0).uniform(0, 99, (2, 68, 2)).astype(np.float32)
+    m = dl.mirror_keypoints(kp, 100)
+    assert np.allclose(dl.mirror_keypoints(m, 100), kp)
+    assert np.allclose(m[:, 45, 0], 99 - kp[:, 36, 0])  # the left eye's outer corner lands on the right's
 
 
 def test_csv_rows_are_parsed(tmp_path):

@@ -89,6 +89,36 @@ def test_int8_float_and_torch_runtimes_give_the_same_points(fkd, demo_bgr):
         assert np.abs(points - ref).mean() < 0.5, runtime  # pixels, on a face about 200 pixels wide
 
 
+def test_flip_averages_a_face_with_its_mirror_image_exactly(demo_bgr):
+    fkd = detect.FaceKeypointDetector(flip=True)
+    rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
+    x0, y0, x1, y1 = dl.crop_rect(one_face(fkd.detect(rgb, channels="rgb")).box, rgb.shape)
+    w = rgb.shape[1]
+    points, _ = fkd.keypoints_in_rects(rgb, [(x0, y0, x1, y1)])
+    mirrored, _ = fkd.keypoints_in_rects(np.ascontiguousarray(rgb[:, ::-1]), [(w - x1, y0, w - x0, y1)])
+    # The mirrored image's batch holds the same two crops, swapped: the same points, mirrored.
+    assert np.abs(dl.mirror_keypoints(mirrored, w) - points).max() < 1e-3
+
+
+def test_refine_looks_again_where_the_first_pass_put_the_face(demo_bgr, monkeypatch):
+    fkd = detect.FaceKeypointDetector(refine=True)
+    rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
+    box = one_face(fkd.detect(rgb, channels="rgb")).box
+    passes = []
+    real = fkd.keypoints_in_rects
+
+    def record(im, rects):
+        passes.append((rects, real(im, rects)))
+        return passes[-1][1]
+
+    monkeypatch.setattr(fkd, "keypoints_in_rects", record)
+    points, conf = fkd.keypoints(rgb, box[None])
+    (rects1, (first, conf1)), (rects2, (second, _)) = passes
+    assert rects1 == [dl.crop_rect(box, rgb.shape)]
+    assert rects2 == [dl.crop_rect(dl.box_from_keypoints(first[0]), rgb.shape)]
+    assert np.array_equal(points, second) and np.array_equal(conf, conf1)
+
+
 def test_images_without_faces_give_empty_lists(fkd):
     assert fkd.detect(np.full((240, 320, 3), 128, np.uint8)) == []
     assert fkd.detect(np.zeros((1, 1, 3), np.uint8)) == []
