@@ -229,7 +229,10 @@ class FaceKeypointDetector:
             roi = rgb[y0:y1, x0:x1]
             if channels == 1:  # gray before resizing: a third of the pixels to resize
                 roi = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
-            crop = cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA)
+            # Bilinear, as training's crops (data_load.FaceCrop) and 4x cheaper than area averaging, which only a
+            # crop over twice the input size needs, against aliasing.
+            crop = cv2.resize(roi, (size, size),
+                              interpolation=cv2.INTER_AREA if x1 - x0 > 2 * size else cv2.INTER_LINEAR)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         n = len(rects)
         if self.flip:

@@ -154,15 +154,19 @@ def run(predictor, images, gts, protocol):
     return np.stack(preds), boxes
 
 
-def speed(fn, calls, repeats=3):
-    """Median ms of fn(*args) over calls (each repeated): crop -> 68 points at batch 1, one face at a time."""
-    times = []
-    for args in calls:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(*args)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000) if times else float("nan")
+def speeds(jobs, repeats=3):
+    """Median ms of fn(*args) over its calls, for each (fn, calls) in jobs: crop -> 68 points at batch 1, one face at
+    a time. The jobs take turns call by call, so that a shared machine whose speed drifts during the run slows every
+    predictor alike."""
+    times = [[] for _ in jobs]
+    for _ in range(repeats):
+        for i in range(max((len(calls) for _, calls in jobs), default=0)):
+            for (fn, calls), t in zip(jobs, times):
+                if i < len(calls):
+                    t0 = time.perf_counter()
+                    fn(*calls[i])
+                    t.append(time.perf_counter() - t0)
+    return [float(np.median(t) * 1000) if t else float("nan") for t in times]
 
 
 def throughput(model, batch=64, reps=5):
@@ -238,18 +242,20 @@ def main(argv=None):
     if args.compare and args.protocol == "dataset":
         sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
 
-    rows, curves = [], {}
+    rows, curves, jobs = [], {}, []
     for pr in predictors:
         preds, boxes = run(pr, images, gts, args.protocol)
         m = metrics(preds, gts)
         if args.protocol == "pipeline":
-            m["ms_per_face"] = speed(pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None])
+            jobs.append((pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None]))
         else:
-            m["ms_per_face"] = speed(pr.dataset, [(im,) for im in images])
+            jobs.append((pr.dataset, [(im,) for im in images]))
         if isinstance(pr, OurModel):
             m["faces_per_s_batch64"] = throughput(pr.model)
         curves[pr.name] = m.pop("errors")
         rows.append((pr.name, m))
+    for (_, m), ms in zip(rows, speeds(jobs)):
+        m["ms_per_face"] = ms
     print(f"split {args.split} ({len(images)} images), protocol {args.protocol}, {args.threads} threads")
     print(f"{'model':46s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s}  "
           + " ".join(f"{r:>6s}" for r in dl.REGIONS))

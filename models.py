@@ -4,7 +4,7 @@ in the normalized coordinates of data_load.normalize_keypoints; data_load.keypoi
 - Net: the course network, exactly as the course specifies it (1 x 224 x 224 grayscale, 26.8M parameters).
 - HeatmapNet: the shipped model: a small residual CNN at 128 px whose head predicts one heatmap per keypoint and
   reads each point off as the heatmap's centre of mass (soft-argmax), which keeps the spatial layout that a
-  fully connected regression throws away. 0.9M parameters.
+  fully connected regression throws away. 0.54M parameters.
 """
 import torch
 import torch.nn as nn
@@ -62,37 +62,40 @@ class HeatmapNet(nn.Module):
 
     def __init__(self, input_size=128, in_channels=1, width=16):
         super().__init__()
+        if input_size % 16:
+            raise ValueError(f"HeatmapNet input_size must be a multiple of 16, not {input_size}")
         self.input_size, self.in_channels = input_size, in_channels
         w = width
         self.stem = conv_bn(in_channels, w, stride=2)                           # 1/2
         self.down1 = nn.Sequential(conv_bn(w, 2 * w, 2), ResBlock(2 * w))       # 1/4
-        self.down2 = nn.Sequential(conv_bn(2 * w, 4 * w, 2), ResBlock(4 * w), ResBlock(4 * w))  # 1/8
-        self.down3 = nn.Sequential(conv_bn(4 * w, 8 * w, 2), ResBlock(8 * w), ResBlock(8 * w))  # 1/16
+        self.down2 = nn.Sequential(conv_bn(2 * w, 4 * w, 2), ResBlock(4 * w))   # 1/8
+        self.down3 = nn.Sequential(conv_bn(4 * w, 8 * w, 2), ResBlock(8 * w))   # 1/16
         self.lat2 = nn.Conv2d(8 * w, 4 * w, 1)
         self.up2 = conv_bn(4 * w, 4 * w)
         self.lat1 = nn.Conv2d(4 * w, 2 * w, 1)
         self.up1 = conv_bn(2 * w, 2 * w)
         self.head = nn.Conv2d(2 * w, N_POINTS, 1)
         hm = input_size // 4
-        # Pixel centre of each heatmap cell, in input pixels.
+        # Pixel centre of each heatmap cell along an axis, in input pixels; and (x, y) of every cell, row by row.
         self.register_buffer("grid", (torch.arange(hm, dtype=torch.float32) + 0.5) * 4 - 0.5, persistent=False)
+        ys, xs = torch.meshgrid(self.grid, self.grid, indexing="ij")
+        self.register_buffer("cells", torch.stack([xs.flatten(), ys.flatten()], -1), persistent=False)
 
     def heatmaps(self, x):
         f1 = self.down1(self.stem(x))
         f2 = self.down2(f1)
         f3 = self.down3(f2)
-        u2 = self.up2(f2 + F.interpolate(self.lat2(f3), size=f2.shape[-2:], mode="nearest"))
-        u1 = self.up1(f1 + F.interpolate(self.lat1(u2), size=f1.shape[-2:], mode="nearest"))
+        # Fixed factors and shapes rather than ones read off the tensors: the exported ONNX graph then computes no
+        # shapes at run time (half as many nodes, about 5% faster).
+        u2 = self.up2(f2 + F.interpolate(self.lat2(f3), scale_factor=2.0, mode="nearest"))
+        u1 = self.up1(f1 + F.interpolate(self.lat1(u2), scale_factor=2.0, mode="nearest"))
         return self.head(u1)
 
     def forward(self, x, with_heatmaps=False):
-        h = self.heatmaps(x)
-        n, k, hh, ww = h.shape
-        p = F.softmax(h.flatten(2), dim=-1).view(n, k, hh, ww)
-        xs = (p.sum(2) * self.grid).sum(-1)
-        ys = (p.sum(3) * self.grid).sum(-1)
-        out = normalize_keypoints(torch.stack([xs, ys], -1), self.input_size).flatten(1)
-        return (out, p) if with_heatmaps else out
+        hm = self.input_size // 4
+        p = F.softmax(self.heatmaps(x).reshape(-1, N_POINTS, hm * hm), dim=-1)
+        out = normalize_keypoints(p @ self.cells, self.input_size).flatten(1)   # each heatmap's centre of mass
+        return (out, p.reshape(-1, N_POINTS, hm, hm)) if with_heatmaps else out
 
     def heatmap_loss(self, p, target, sigma=1.0):
         """Jensen-Shannon divergence between each heatmap and a Gaussian of sigma cells at the true point (DSNT,

@@ -36,7 +36,7 @@ RECIPES = {
 }
 
 
-MIN_CONFIDENCE_FRACTION = 0.64
+MIN_CONFIDENCE_FRACTION = 0.58
 
 
 class TrainError(RuntimeError):
@@ -132,6 +132,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     args = p.parse_args(argv)
+    if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
+        p.error(f"--input-size must be a positive multiple of 16 (HeatmapNet halves it 4 times), not {args.input_size}")
     for k, v in RECIPES[args.model].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -220,7 +222,7 @@ def train(args):
                         "val_nme": val_nme, "seconds": time.time() - t0})
         if main_proc:
             print(json.dumps(history[-1]), flush=True)
-            # A crop whose heatmaps peak at less than 64% of a typical validation face's is taken for no face
+            # A crop whose heatmaps peak at less than 58% of a typical validation face's is taken for no face
             # (the fraction that found the most faces with the fewest false boxes on the wild photos, README.md).
             meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
                     "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0}

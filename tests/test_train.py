@@ -82,6 +82,12 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt", "w_loss.png"]
 
 
+def test_an_input_size_heatmapnet_cannot_halve_four_times_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--input-size", "100"])
+    assert "--input-size must be a positive multiple of 16" in capsys.readouterr().err
+
+
 def test_unwritable_output_folder_is_a_clear_error(tmp_path):
     (tmp_path / "afile").write_text("x")
     r = subprocess.run([sys.executable, "train.py", *QUICK, "--epochs", "1", "--out", str(tmp_path / "afile" / "w.pt")],
