@@ -212,15 +212,19 @@ class FaceKeypointDetector:
         return boxes[keep], scores[keep]
 
     def keypoints(self, rgb, boxes):
-        """(68 keypoints, N x 68 x 2 in image pixels; confidence, N) for each face box, all boxes in one batch.
-        The confidence is the first pass's: the floor in the weights was measured on crops from boxes."""
-        kps, conf = self.keypoints_in_rects(rgb, [dl.crop_rect(box, rgb.shape) for box in boxes])
-        if self.refine and len(kps):
-            kps = self.keypoints_in_rects(rgb, [dl.crop_rect(dl.box_from_keypoints(k), rgb.shape) for k in kps])[0]
-        return kps, conf
+        """(68 keypoints, N x 68 x 2 in image pixels; confidence, N) for each face box, all boxes in one batch."""
+        return self.keypoints_in_rects(rgb, [dl.crop_rect(box, rgb.shape) for box in boxes])
 
     def keypoints_in_rects(self, rgb, rects):
-        """(keypoints, confidence) for each crop rectangle (x0, y0, x1, y1): cut out, resized, predicted."""
+        """(keypoints, confidence) for each crop rectangle (x0, y0, x1, y1), with a second pass when refine.
+        The confidence is the first pass's: the floor in the weights was measured on crops from boxes."""
+        kps, conf = self.one_pass(rgb, rects)
+        if self.refine and len(kps):
+            kps = self.one_pass(rgb, [dl.crop_rect(dl.box_from_keypoints(k), rgb.shape) for k in kps])[0]
+        return kps, conf
+
+    def one_pass(self, rgb, rects):
+        """(keypoints, confidence) for each crop rectangle: cut out, resized, predicted (with its mirror when flip)."""
         if len(rects) == 0:
             return np.zeros((0, dl.N_POINTS, 2), np.float32), np.zeros(0, np.float32)
         size, channels = self.model.input_size, self.model.in_channels

@@ -105,13 +105,13 @@ def test_refine_looks_again_where_the_first_pass_put_the_face(demo_bgr, monkeypa
     rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
     box = one_face(fkd.detect(rgb, channels="rgb")).box
     passes = []
-    real = fkd.keypoints_in_rects
+    real = fkd.one_pass
 
     def record(im, rects):
         passes.append((rects, real(im, rects)))
         return passes[-1][1]
 
-    monkeypatch.setattr(fkd, "keypoints_in_rects", record)
+    monkeypatch.setattr(fkd, "one_pass", record)
     points, conf = fkd.keypoints(rgb, box[None])
     (rects1, (first, conf1)), (rects2, (second, _)) = passes
     assert rects1 == [dl.crop_rect(box, rgb.shape)]
