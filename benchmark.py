@@ -1,10 +1,17 @@
-"""Video benchmark on a synthetic clip made from the embedded demo photo: a face moved along a known path.
+"""Speed benchmarks. Video: a synthetic clip made from the embedded demo photo, a face moved along a known path.
+Photos: face detector candidates, and the whole pipeline against dlib's over the same files.
 
     python benchmark.py            # fps of detect-every-frame vs tracking, and keypoint jitter with/without smoothing
+    python benchmark.py --photos ../shared/300w --photo-split validation --detectors   # detector candidates
+    python benchmark.py --photos ../shared/300w --photo-split test --pipeline          # detect.py vs dlib, wall time
+    python benchmark.py --hog-thresholds     # HOG's recall on the validation faces against its threshold
 
 Prints measured figures; nothing here is a test threshold.
 """
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 
 import cv2
@@ -70,14 +77,145 @@ def fps(fn, frames):
     return len(frames) / (time.perf_counter() - t0)
 
 
+def candidates():
+    """name -> fn(rgb) -> list of (x, y, w, h): the face detectors compared for the pipeline's default."""
+    import dlib
+    hog = FaceKeypointDetector(detector="hog")
+    haar = FaceKeypointDetector(detector="haar")
+    profile = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_profileface.xml")
+
+    def haar_profile(rgb):  # the frontal cascade as the pipeline runs it, and the profile cascade both ways
+        boxes = list(haar.find_faces(rgb)[0])
+        s = min(2.0, 1600 / max(rgb.shape[:2]))
+        gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None, fx=s, fy=s)
+        for flip in (False, True):
+            g = np.ascontiguousarray(gray[:, ::-1]) if flip else gray
+            for x, y, w, h in profile.detectMultiScale(g, 1.1, 3, minSize=(24, 24)):
+                boxes.append(np.float32([g.shape[1] - x - w if flip else x, y, w, h]) / s)
+        return boxes
+
+    out = {"haar (the course's cascade)": lambda rgb: list(haar.find_faces(rgb)[0]),
+           "haar + profile cascades": haar_profile,
+           "hog (dlib HOG, default)": lambda rgb: list(hog.find_faces(rgb)[0]),
+           "dlib HOG, upsample 1": lambda rgb: [(r.left(), r.top(), r.width(), r.height())
+                                                for r in hog.hog(rgb, 1)]}
+    try:
+        import face_recognition_models
+        cnn = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
+        # Timed only: at seconds a photo on this CPU it is out of the running, and its count would take many minutes.
+        out["dlib CNN (mmod), upsample 0"] = lambda rgb: [(d.rect.left(), d.rect.top(), d.rect.width(),
+                                                           d.rect.height()) for d in cnn(rgb, 0)]
+    except ImportError:
+        print("dlib CNN: not measured (pip install -r requirements-dlib.txt)")
+    return out
+
+
+def compare_detectors(folder, split):
+    """Faces found (a box holding the labelled face's centre), boxes in all, and time per 640x480 frame and per
+    1024-pixel photo, for each candidate."""
+    from evaluate import pick
+    paths, kps = dl.read_photos(folder, split)
+    images = {p: dl.read_image(p) for p in dict.fromkeys(paths)}
+    frame = synthetic_clip(1)[0][0][:, :, ::-1]
+    photo = next(im for im in images.values() if max(im.shape[:2]) == 1024)
+    print(f"{folder} {split} split: {len(paths)} faces in {len(images)} files; 2 threads")
+    for name, fn in candidates().items():
+        ms = [min(timed(fn, im) for _ in range(3)) for im in (frame, photo)]
+        if "CNN" in name:
+            counts = "found   -/-    boxes    -"
+        else:
+            boxes = {p: fn(im) for p, im in images.items()}
+            found = sum(pick(boxes[p], k) is not None for p, k in zip(paths, kps))
+            counts = f"found {found:3d}/{len(paths)}  boxes {sum(map(len, boxes.values())):4d}"
+        print(f"{name:30s} {counts}  640x480 frame {ms[0]:6.0f} ms  1024-pixel photo {ms[1]:6.0f} ms")
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t0) * 1000
+
+
+def hog_thresholds(data, photos, thresholds=(0.0, -0.1, -0.2, -0.3, -0.4, -0.5)):
+    """HOG's faces found and boxes on the validation faces of both sources (course people, 300-W photos), as the
+    pipeline scans them, against the detector's threshold."""
+    from evaluate import pick
+    csv, root = dl.split_paths(data, "training")
+    names, kps = dl.read_keypoints_csv(csv, root)
+    sets = {"course validation": [(root / n, k) for n, k in zip(names, kps) if dl.is_validation(n)],
+            "300-W validation": list(zip(*dl.read_photos(photos, "validation")))}
+    fkd = FaceKeypointDetector()
+    for name, samples in sets.items():
+        found, boxes = np.zeros(len(thresholds), int), np.zeros(len(thresholds), int)
+        for path, gt in samples:
+            rgb = dl.read_image(path)
+            scale = fkd.scan_scale(rgb.shape)
+            rgb = cv2.resize(rgb, None, fx=scale, fy=scale,
+                             interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+            rects, scores, _ = fkd.hog.run(rgb, 0, min(thresholds))
+            for i, t in enumerate(thresholds):
+                kept = [np.float32([r.left(), r.top(), r.width(), r.height()]) / scale
+                        for r, s in zip(rects, scores) if s >= t]
+                found[i] += pick(kept, gt) is not None
+                boxes[i] += len(kept)
+        for i, t in enumerate(thresholds):
+            print(f"{name}: threshold {t:+.1f}  found {found[i]}/{len(samples)}  boxes {boxes[i]}")
+
+
+DLIB_PIPELINE = """
+import sys, dlib, face_recognition_models, data_load as dl
+detector = dlib.get_frontal_face_detector()
+predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+for path in sys.argv[1:]:
+    rgb = dl.read_image(path)
+    shapes = [predictor(rgb, r) for r in detector(rgb, 1)]
+"""
+
+
+def compare_pipelines(folder, split, rounds=2):
+    """Wall time of one `detect.py FILES --json` run against dlib's HOG (upsample 1) + 68-point predictor over the
+    same files, each a fresh process (loading included), taking turns."""
+    paths = [str(p) for p in dl.read_photos(folder, split)[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {"detect.py (shipped defaults)": [sys.executable, "detect.py", *paths, "--json", f"{tmp}/out.json",
+                                                 "--force"],
+                "dlib HOG (upsample 1) + predictor": [sys.executable, "-W", "ignore", "-c", DLIB_PIPELINE, *paths]}
+        times = {k: [] for k in runs}
+        for _ in range(rounds):
+            for name, cmd in runs.items():
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - t0)
+    print(f"{len(paths)} files of {folder} ({split} split), whole pipeline, one process each, taking turns:")
+    for name, t in times.items():
+        print(f"  {name:36s} " + ", ".join(f"{x:.1f} s" for x in t))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
     p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--photos", metavar="DIR", help="a folder in the 300-W layout, for --detectors and --pipeline")
+    p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="validation")
+    p.add_argument("--detectors", action="store_true", help="compare face detector candidates on --photos")
+    p.add_argument("--pipeline", action="store_true", help="time detect.py against dlib over --photos' files")
+    p.add_argument("--hog-thresholds", action="store_true",
+                   help="HOG's recall on the validation faces against its threshold (--data, --photos)")
+    p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
     args = p.parse_args(argv)
     cv2.setNumThreads(2)
     import torch
     torch.set_num_threads(2)
+    if args.hog_thresholds:
+        return hog_thresholds(dl.data_dir(args.data), dl.photos_dir(args.photos))
+    if args.detectors or args.pipeline:
+        if not args.photos:
+            p.error("--detectors and --pipeline need --photos DIR")
+        if args.detectors:
+            compare_detectors(args.photos, args.photo_split)
+        if args.pipeline:
+            compare_pipelines(args.photos, args.photo_split)
+        return
     fkd = FaceKeypointDetector(args.weights)
     frames, offsets = synthetic_clip(args.frames)
     fkd.detect(frames[0])  # warm-up

@@ -42,6 +42,11 @@ def data_dir(arg=None):
     return Path(arg or os.environ.get("FKP_DATA_DIR") or "data")
 
 
+def photos_dir(arg=None):
+    """Photos in the 300-W layout (NAME.jpg + NAME.pts): --photos if given, else $FKP_300W_DIR, else ./data/300w."""
+    return Path(arg or os.environ.get("FKP_300W_DIR") or "data/300w")
+
+
 def split_paths(root, split):
     """(csv, image folder) of the course 'training' or 'test' split."""
     root = Path(root)
@@ -75,6 +80,25 @@ def is_validation(filename, fraction=0.1):
     return not is_unseen(filename) and _person_byte(filename, "val:") < round(256 * fraction)
 
 
+# 300-W photos are split by photo id (the name less its last _<number>): AFW repeats one photo once per annotated
+# face, and two faces of one photo must never land on both sides of a split.
+photo_id = person
+
+
+def is_test_photo(filename):
+    """The held-out test photos of ../shared/300w/README.md: first byte of SHA-1(photo id) below 0x26."""
+    return _person_byte(filename) < 0x26
+
+
+def is_validation_photo(filename, fraction=0.1):
+    """A fixed ~10% of the other photos, by a salted hash of the photo id, to choose epochs and settings on."""
+    return not is_test_photo(filename) and _person_byte(filename, "val:") < round(256 * fraction)
+
+
+PHOTO_SPLITS = {"test": is_test_photo, "validation": is_validation_photo,
+                "train": lambda n: not is_test_photo(n) and not is_validation_photo(n), "all": lambda n: True}
+
+
 # ---------------------------------------------------------------- images and labels
 
 def read_image(path):
@@ -94,7 +118,26 @@ def read_image(path):
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{path}: not an image OpenCV can read (corrupt, truncated or another format)")
-    return to_rgb8(image, path)
+    return exif_upright(to_rgb8(image, path), path)
+
+
+# EXIF Orientation tag -> how to turn the stored pixels upright (a phone photo held sideways is stored sideways).
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+           8: lambda a: np.rot90(a, 1)}
+
+
+def exif_upright(rgb, path):
+    """rgb as stored in path -> as its EXIF Orientation tag says to show it. IMREAD_UNCHANGED (which keeps alpha and
+    16 bits) ignores the tag, so it is read here from the file's header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            turn = _ORIENT.get(im.getexif().get(0x0112))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return rgb  # a format Pillow does not know carries no tag it could read
+    return rgb if turn is None else np.ascontiguousarray(turn(rgb))
 
 
 def to_rgb8(image, name="image", bgr=True):
@@ -161,6 +204,87 @@ class FacialKeypointsDataset(Dataset):
     def __getitem__(self, idx):
         sample = {"image": read_image(self.root_dir / self.names[idx]), "keypoints": self.keypoints[idx].copy()}
         return self.transform(sample) if self.transform else sample
+
+
+PHOTO_EXTS = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+
+
+def read_pts(path):
+    """A 300-W .pts file (version line, n_points: 68, the points between braces) -> 68 x 2 float32."""
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    m = re.search(r"n_points:\s*(\d+)\s*\{(.*)\}", text, re.S)
+    if not m:
+        raise DataError(f"{path}: not a .pts file (no n_points line or no braces around the points)")
+    if int(m.group(1)) != N_POINTS:
+        raise DataError(f"{path}: {m.group(1)} points, expected {N_POINTS}")
+    try:
+        pts = np.float32(m.group(2).split()).reshape(-1, 2)
+    except ValueError:
+        raise DataError(f"{path}: keypoints missing, NaN or not numbers") from None
+    if len(pts) != N_POINTS or not np.isfinite(pts).all():
+        raise DataError(f"{path}: keypoints missing, NaN or not numbers (expected {N_POINTS} x, y pairs)")
+    return pts
+
+
+def read_photos(root, split="all"):
+    """Every NAME.pts under root (any depth) whose photo is in split (PHOTO_SPLITS) -> (image paths, N x 68 x 2),
+    each checked before any use; a .pts without its image is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (300-W layout: NAME.jpg and NAME.pts)")
+    paths, kps = [], []
+    for pts in sorted(root.rglob("*.pts")):
+        if not PHOTO_SPLITS[split](pts.name):
+            continue
+        image = next((i for e in PHOTO_EXTS if (i := pts.with_suffix(e)).is_file()), None)
+        if image is None:
+            raise DataError(f"{pts}: no image beside it (expected {pts.stem}.jpg or .png)")
+        paths.append(image)
+        kps.append(read_pts(pts))
+    if not paths:
+        raise DataError(f"{root}: no .pts files in the {split} split")
+    return paths, np.stack(kps)
+
+
+def source(path):
+    """The collection a 300-W photo comes from: its folder's name (afw, helen_train, ...)."""
+    return Path(path).parent.name
+
+
+class FaceSamples(Dataset):
+    """Faces held in memory, each cut out around its keypoints (face_region) so that a training epoch reads no
+    files: sample = {'image', 'keypoints'} as FacialKeypointsDataset gives them, through transform."""
+
+    def __init__(self, images, keypoints, transform=None):
+        cut = [face_region(im, kp) for im, kp in zip(images, keypoints)]
+        self.images, self.keypoints = [c[0] for c in cut], [c[1] for c in cut]
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, idx):
+        sample = {"image": self.images[idx], "keypoints": self.keypoints[idx].copy()}
+        return self.transform(sample) if self.transform else sample
+
+
+def face_region(image, kp, context=4.0, max_extent=128):
+    """(image, keypoints) -> the square of context x the keypoints' extent around them (black beyond the image),
+    scaled down so that the extent is at most max_extent pixels: room for every augmentation of a crop, at about
+    the resolution the crop is made from."""
+    lo, hi = kp.min(0), kp.max(0)
+    scale = min(1.0, max_extent / float(max(hi - lo)))
+    if scale < 1:  # area averaging, as the pipeline does for large crops
+        h, w = image.shape[:2]
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        s = np.float32([image.shape[1] / w, image.shape[0] / h])
+        kp, lo, hi = (kp + 0.5) * s - 0.5, (lo + 0.5) * s - 0.5, (hi + 0.5) * s - 0.5
+    side = int(round(context * float(max(hi - lo))))
+    t = np.round(side / 2 - (lo + hi) / 2)  # a whole-pixel shift: pixels copied, not resampled
+    region = cv2.warpAffine(image, np.float32([[1, 0, t[0]], [0, 1, t[1]]]), (side, side), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT)
+    return region, (kp + t).astype(np.float32)
 
 
 # ---------------------------------------------------------------- the course transforms
@@ -262,28 +386,59 @@ eval_transform = Compose([Rescale(250), CenterCrop(224), Normalize(), ToTensor()
 # (extent: the larger side of the keypoints' bounding box). Its spread (sd of the centre, in box widths, x and y;
 # sd of log side) is what training jitters by, so the model is used to the detector's boxes.
 HAAR_FROM_KEYPOINTS = {"dx": 0.0, "dy": -0.18, "s": 1.145, "sd_shift": (0.09, 0.045), "sd_scale": 0.10}
+# The same for each face detector the pipeline can use, measured on the training faces of both sources by
+# `python evaluate.py --box-stats --detector hog` (3335 of 3478 found). The model's crops are made from Haar-like
+# boxes, so every detector's box is mapped to one (model_box); HOG's spread is close to the Haar box's.
+DETECTOR_BOXES = {"haar": HAAR_FROM_KEYPOINTS,
+                  "hog": {"dx": 0.0, "dy": -0.098, "s": 1.014, "sd_shift": (0.102, 0.054), "sd_scale": 0.096}}
 
 
-def box_from_keypoints(kp):
-    """A Haar-like (x, y, w, h) face box from 68 points: how training crops, tracking and refinement see a face."""
+def box_from_keypoints(kp, detector="haar"):
+    """The (x, y, w, h) face box that detector would give for these 68 points; 'haar' (the default) is the box
+    training crops, tracking and refinement are made from."""
     lo, hi = kp.min(axis=0), kp.max(axis=0)
-    extent = float(max(hi - lo))
-    c = (lo + hi) / 2 + np.float32([HAAR_FROM_KEYPOINTS["dx"], HAAR_FROM_KEYPOINTS["dy"]]) * extent
-    side = HAAR_FROM_KEYPOINTS["s"] * extent
+    return _box_at((lo + hi) / 2, float(max(hi - lo)), DETECTOR_BOXES[detector])
+
+
+def model_box(box, detector):
+    """A box of detector -> the Haar-like box the model's crop is made from (the same face)."""
+    if detector == "haar":
+        return np.float32(box)
+    d = DETECTOR_BOXES[detector]
+    x, y, w, h = box
+    extent = (w + h) / 2 / d["s"]
+    centre = np.float32([x + w / 2 - d["dx"] * extent, y + h / 2 - d["dy"] * extent])
+    return _box_at(centre, extent, HAAR_FROM_KEYPOINTS)
+
+
+def _box_at(centre, extent, d):
+    c = centre + np.float32([d["dx"], d["dy"]]) * extent
+    side = d["s"] * extent
     return np.float32([c[0] - side / 2, c[1] - side / 2, side, side])
 
 
 def crop_rect(box, image_shape, margin=0.3):
-    """Integer (x0, y0, x1, y1) of box padded by margin x its width on every side, clipped to the image
-    (the course pipeline's crop)."""
+    """Integer (x0, y0, x1, y1) of box padded by margin x its width on every side (the course pipeline's crop). It
+    may reach past the image's edges: the crop is then black there (cut_crop), never squeezed."""
     x, y, w, h = box
     pad = margin * w
     H, W = image_shape[:2]
-    x0, y0 = max(0, int(round(x - pad))), max(0, int(round(y - pad)))
-    x1, y1 = min(W, int(round(x + w + pad))), min(H, int(round(y + h + pad)))
-    if x1 - x0 < 2 or y1 - y0 < 2:
+    x0, y0, x1, y1 = (int(round(v)) for v in (x - pad, y - pad, x + w + pad, y + h + pad))
+    if min(x1, W) - max(x0, 0) < 2 or min(y1, H) - max(y0, 0) < 2 or x1 - x0 < 2 or y1 - y0 < 2:
         raise DataError(f"face box {np.round(box, 1).tolist()} lies outside the {W}x{H} image")
     return x0, y0, x1, y1
+
+
+def cut_crop(image, rect, size):
+    """The size x size crop of rect (black where it leaves the image), as warpAffine with crop_matrix makes it in
+    training: bilinear, or area averaging for a crop over twice the size, against aliasing."""
+    x0, y0, x1, y1 = rect
+    H, W = image.shape[:2]
+    roi = image[max(0, y0):min(H, y1), max(0, x0):min(W, x1)]
+    if (x0, y0, x1, y1) != (max(0, x0), max(0, y0), min(W, x1), min(H, y1)):
+        roi = cv2.copyMakeBorder(roi, max(0, -y0), max(0, y1 - H), max(0, -x0), max(0, x1 - W),
+                                 cv2.BORDER_CONSTANT, value=0)
+    return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA if x1 - x0 > 2 * size else cv2.INTER_LINEAR)
 
 
 def crop_matrix(rect, size):
@@ -314,11 +469,11 @@ def apply_affine(M, pts):
 class FaceCrop:
     """Sample -> the crop the pipeline would give the model, as a tensor, with normalized keypoints.
 
-    With augment=True the box is jittered like the detector's boxes and the crop is rotated, scaled, shifted,
-    mirrored (with the left/right point swap), relit and blurred: one affine warp, so keypoints move exactly
-    with the pixels."""
+    With augment=True the box is jittered like the detector's boxes and the crop is rotated (up to rotate degrees
+    either way), scaled, shifted, mirrored (with the left/right point swap) in one affine warp, so keypoints move
+    exactly with the pixels; then what real photos do to a face: fewer pixels, blur, light, noise, JPEG."""
 
-    def __init__(self, size, channels=1, augment=False, rotate=15.0):
+    def __init__(self, size, channels=1, augment=False, rotate=45.0):
         self.size, self.channels, self.augment, self.rotate = size, channels, augment, rotate
 
     def __call__(self, sample):
@@ -334,19 +489,37 @@ class FaceCrop:
         M = crop_matrix(crop_rect(box, image.shape), self.size)
         if self.augment:
             c = self.size / 2
-            A = cv2.getRotationMatrix2D((c, c), rng.uniform(-self.rotate, self.rotate), 1.0)
+            # Most faces are near upright; one in three is turned anywhere up to the limit (tilted heads, photos).
+            angle = rng.uniform(-self.rotate, self.rotate) if rng.rand() < 1 / 3 else rng.normal(0, 8)
+            A = cv2.getRotationMatrix2D((c, c), angle, 1.0)
             M = (A @ np.vstack([M, [0, 0, 1]])).astype(np.float32)
         crop = cv2.warpAffine(image, M, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
         kp = apply_affine(M, kp)
         if self.augment:
-            if rng.rand() < 0.5:
-                crop = crop[:, ::-1]
-                kp = mirror_keypoints(kp, self.size)
-            if rng.rand() < 0.3:
-                crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, 1.5))
-            crop = crop.astype(np.float32) * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40)
+            crop, kp = self.photo_effects(crop, kp, rng)
         return ToTensor()({"image": to_input(crop, self.channels), "keypoints": normalize_keypoints(kp, self.size)})
+
+    def photo_effects(self, crop, kp, rng):
+        """A mirror half of the time, then what cameras and small faces do to the pixels."""
+        if rng.rand() < 0.5:
+            crop = crop[:, ::-1]
+            kp = mirror_keypoints(kp, self.size)
+        if rng.rand() < 0.25:  # a small face: fewer pixels, scaled back up
+            n = round(self.size * rng.uniform(0.25, 0.7))  # a size, not a factor: both resizes then align exactly
+            small = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(small, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        if rng.rand() < 0.3:
+            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, 1.5))
+        # Light: gamma, contrast and brightness as one lookup table on the 8-bit crop.
+        levels = 255 * (np.arange(256, dtype=np.float32) / 255) ** math.exp(rng.normal(0, 0.25))
+        crop = cv2.LUT(crop, np.clip(levels * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40), 0, 255).astype(np.uint8))
+        if rng.rand() < 0.3:  # JPEG artefacts, as in most photos
+            quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.uniform(15, 75))]
+            crop = cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(crop), quality)[1], cv2.IMREAD_UNCHANGED)
+        if rng.rand() < 0.2:
+            crop = crop + rng.normal(0, rng.uniform(2, 8), crop.shape).astype(np.float32)
+        return crop, kp
 
 
 def to_input(crop_rgb, channels):

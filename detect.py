@@ -35,8 +35,14 @@ CASCADES = Path(cv2.data.haarcascades)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 # The face detector sees the image scaled to at most this many pixels a side (bounded memory and time for huge
-# photos) and at most 2x up (small faces in small photos: the cascade's smallest window is 24 pixels).
+# photos), and scaled up where a small face needs it to fill the detector's smallest window (DETECTORS).
 DETECT_MAX_SIDE = 1600
+# The face detectors: dlib's HOG detector (five HOG filters: frontal, turned left and right, tilted left and right)
+# and the course's frontal Haar cascade. window: the smallest face each finds, in pixels of the image it scans;
+# min_size: the smallest face looked for by default. HOG's threshold (dlib's default is 0) is the highest that finds
+# every validation face of both sources (`python benchmark.py --hog-thresholds`): the keypoint model's confidence
+# floor then drops the boxes that hold no face.
+DETECTORS = {"hog": {"window": 80, "min_size": 40, "threshold": -0.4}, "haar": {"window": 24, "min_size": 12}}
 
 # A generic 3D face (mm; x right, y down, z away from the camera) at six keypoints, for the head pose.
 POSE_POINTS = [30, 8, 36, 45, 48, 54]
@@ -48,7 +54,7 @@ POSE_MODEL = np.float64([[0, 0, 0], [0, 330, 65], [-225, -170, 135], [225, -170,
 class Face:
     box: np.ndarray        # x, y, w, h in image pixels
     keypoints: np.ndarray  # 68 x 2 (x, y) in image pixels
-    score: float           # the face detector's confidence (Haar level weight); tracked faces keep their last
+    score: float           # the face detector's confidence (HOG: SVM margin; Haar: level weight); tracked faces keep it
     pose: np.ndarray       # yaw, pitch, roll in degrees
 
     def to_json(self):
@@ -168,7 +174,10 @@ def onnx_runner(onnx_model):
 
 
 class FaceKeypointDetector:
-    """Loads the keypoint model and the Haar face detector once; .detect(image) -> list of Face.
+    """Loads the keypoint model and the face detector once; .detect(image) -> list of Face.
+
+    detector: 'hog' (dlib's HOG detector, the default) or 'haar' (the course's frontal Haar cascade); min_size: the
+    smallest face looked for, in pixels (DETECTORS has the defaults).
 
     runtime: 'int8' (ONNX Runtime on the int8 model that train.py stores in the weights; the default on a CPU when
     the weights have one), 'onnx' (ONNX Runtime, float; the CPU default otherwise) or 'torch' (the default on a GPU).
@@ -176,8 +185,8 @@ class FaceKeypointDetector:
     points give, the crop the model was trained on. Each costs a second model run per face and lowers the error
     (README.md has the figures): worth it for photos, where the face detector takes far longer than the model."""
 
-    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", scale_factor=1.1, min_neighbors=3, min_size=24,
-                 runtime=None, flip=False, refine=False):
+    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, scale_factor=1.1,
+                 min_neighbors=3, runtime=None, flip=False, refine=False):
         self.model = load_model(weights, device)
         self.device = torch.device(device)
         int8 = self.model.int8_onnx
@@ -189,31 +198,47 @@ class FaceKeypointDetector:
         self.runtime = runtime
         self.run = self.run_torch if runtime == "torch" else onnx_runner(int8 if runtime == "int8" else
                                                                           onnx_bytes(self.model))
-        self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
-        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
+        self.detector = detector
+        if detector == "hog":
+            import dlib
+            self.hog = dlib.get_frontal_face_detector()
+        else:
+            self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
+        self.min_size = min_size or DETECTORS[detector]["min_size"]
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.flip, self.refine = flip, refine
 
     # ------------------------------------------------------------ the two stages
 
     def find_faces(self, rgb):
-        """Haar boxes (N x 4, x y w h) and scores, found on a copy scaled to fit DETECT_MAX_SIDE."""
-        scale = min(2.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        """Face boxes (N x 4, x y w h, in the detector's own convention) and scores, found on a copy scaled so that
+        a face of min_size pixels fills the detector's smallest window, at most DETECT_MAX_SIDE pixels a side."""
+        scale = self.scan_scale(rgb.shape)
+        image = rgb if self.detector == "hog" else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale != 1:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale,
-                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        boxes, _, weights = self.cascade.detectMultiScale3(
-            gray, self.scale_factor, self.min_neighbors, minSize=(self.min_size, self.min_size),
-            outputRejectLevels=True)
+            image = cv2.resize(image, None, fx=scale, fy=scale,
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        if self.detector == "hog":
+            rects, scores, _ = self.hog.run(image, 0, DETECTORS["hog"]["threshold"])
+            boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+        else:
+            boxes, _, scores = self.cascade.detectMultiScale3(
+                image, self.scale_factor, self.min_neighbors, minSize=(DETECTORS["haar"]["window"],) * 2,
+                outputRejectLevels=True)
         if len(boxes) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        boxes, scores = np.float32(boxes) / scale, np.float32(weights).ravel()
+        boxes, scores = np.float32(boxes) / scale, np.float32(scores).ravel()
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep]
 
+    def scan_scale(self, shape):
+        return min(DETECTORS[self.detector]["window"] / self.min_size, DETECT_MAX_SIDE / max(shape[:2]))
+
     def keypoints(self, rgb, boxes):
         """(68 keypoints, N x 68 x 2 in image pixels; confidence, N) for each face box, all boxes in one batch."""
-        return self.keypoints_in_rects(rgb, [dl.crop_rect(box, rgb.shape) for box in boxes])
+        return self.keypoints_in_rects(rgb, [dl.crop_rect(dl.model_box(b, self.detector), rgb.shape) for b in boxes])
 
     def keypoints_in_rects(self, rgb, rects):
         """(keypoints, confidence) for each crop rectangle (x0, y0, x1, y1), with a second pass when refine.
@@ -229,14 +254,10 @@ class FaceKeypointDetector:
             return np.zeros((0, dl.N_POINTS, 2), np.float32), np.zeros(0, np.float32)
         size, channels = self.model.input_size, self.model.in_channels
         batch = np.empty((len(rects), channels, size, size), np.float32)
-        for i, (x0, y0, x1, y1) in enumerate(rects):
-            roi = rgb[y0:y1, x0:x1]
-            if channels == 1:  # gray before resizing: a third of the pixels to resize
-                roi = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
-            # Bilinear, as training's crops (data_load.FaceCrop) and 4x cheaper than area averaging, which only a
-            # crop over twice the input size needs, against aliasing.
-            crop = cv2.resize(roi, (size, size),
-                              interpolation=cv2.INTER_AREA if x1 - x0 > 2 * size else cv2.INTER_LINEAR)
+        for i, rect in enumerate(rects):
+            crop = dl.cut_crop(rgb, rect, size)
+            if channels == 1:  # gray after cutting and resizing, as in training (data_load.to_input)
+                crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         n = len(rects)
         if self.flip:
@@ -284,11 +305,11 @@ class FaceKeypointDetector:
             if len(tracked) == 0 or i % redetect_every == 0:
                 boxes, scores = self.find_faces(rgb)
                 # Keep the filters of faces that are still where they were, so a re-detection is not a jump.
-                prev = [dl.box_from_keypoints(f.keypoints) for f in tracked]
+                prev = [dl.box_from_keypoints(f.keypoints, self.detector) for f in tracked]
                 matched = [_best_match(b, prev) for b in boxes]
                 filters = [filters[m] if m is not None else OneEuroFilter() for m in matched]
             else:
-                boxes = np.float32([dl.box_from_keypoints(f.keypoints) for f in tracked])
+                boxes = np.float32([dl.box_from_keypoints(f.keypoints, self.detector) for f in tracked])
                 scores = np.float32([f.score for f in tracked])
             faces = self.faces(rgb, boxes, scores)
             # A face that left the frame, or stopped looking like one, is dropped; the next frame re-detects.
@@ -414,6 +435,11 @@ def main(argv=None):
     p.add_argument("--filter", choices=["sunglasses", "moustache", "hat"])
     p.add_argument("--pose", action="store_true", help="draw head pose axes")
     p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    p.add_argument("--detector", choices=list(DETECTORS), default="hog",
+                   help="face detector: dlib's HOG detector (default; turned and tilted faces) or the course's "
+                        "Haar cascade")
+    p.add_argument("--min-size", type=float, metavar="PX",
+                   help="smallest face to look for, in pixels (default: 40 for hog, 12 for haar)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--recursive", action="store_true")
     p.add_argument("--camera", type=int, metavar="N", help="live webcam N")
@@ -425,10 +451,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.inputs and args.camera is None:
         p.error("give images, folders or videos, or --camera N")
-    if args.json and Path(args.json).exists() and not args.force:
-        sys.exit(f"error: {args.json}: exists; use --force to overwrite it")
+    if args.json:  # checked before the work, so that a long run never ends unable to write what it found
+        target = Path(args.json)
+        if target.is_dir():
+            sys.exit(f"error: {args.json}: is a folder; give the JSON file's name")
+        if target.exists() and not args.force:
+            sys.exit(f"error: {args.json}: exists; use --force to overwrite it")
+        if not target.parent.is_dir():
+            sys.exit(f"error: {args.json}: no such folder {target.parent}")
     try:
-        fkd = FaceKeypointDetector(args.weights, args.device, flip=args.flip, refine=args.refine)
+        fkd = FaceKeypointDetector(args.weights, args.device, detector=args.detector, min_size=args.min_size,
+                                   flip=args.flip, refine=args.refine)
     except WeightsError as e:
         sys.exit(f"error: {e}")
     if args.camera is not None:

@@ -2,6 +2,8 @@
 
     python evaluate.py --split unseen --protocol pipeline --compare dlib
     python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json
+    python evaluate.py --photos ../shared/300w --photo-split test --compare dlib   # real photos, 300-W layout
+    python evaluate.py --box-stats hog          # where a face detector puts its box around the 68 points
 
 NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %.
 fail_10: % of faces with NME > 10%. auc_10: area under the cumulative error distribution up to 10%, in [0, 1].
@@ -47,9 +49,13 @@ def metrics(pred, gt):
     regions = {name: float(np.nanmean(np.linalg.norm(pred[:, idx] - gt[:, idx], axis=-1).mean(-1)[found]
                                       / iod[found]) * 100) if found.any() else float("nan")
                for name, idx in dl.REGIONS.items()}
+    # Mean signed offset (x, y) of each region, % of the inter-ocular distance: a labelling convention shows here.
+    d = (pred - gt)[found] / iod[found, None, None] * 100
+    offsets = {name: [float(v) for v in d[:, idx].mean((0, 1))] if found.any() else [float("nan")] * 2
+               for name, idx in dl.REGIONS.items()}
     return {"n": len(e), "found": int(found.sum()), "nme": float(e[found].mean()) if found.any() else float("nan"),
             "fail_10": float((e > 10).mean() * 100), "auc_10": float(np.trapezoid(ced, thresholds) / 10),
-            "regions": regions, "errors": e}
+            "regions": regions, "offsets": offsets, "errors": e}
 
 
 def plot_ced(curves, path):
@@ -80,7 +86,8 @@ def pick(boxes, gt):
 
 def detector(args):
     """The pipeline as --weights, --runtime, --flip, --refine and --min-confidence set it."""
-    fkd = FaceKeypointDetector(args.weights, runtime=args.runtime, flip=args.flip, refine=args.refine)
+    fkd = FaceKeypointDetector(args.weights, detector=args.detector, runtime=args.runtime, flip=args.flip,
+                               refine=args.refine)
     if args.min_confidence is not None:
         fkd.model.min_confidence = args.min_confidence
     return fkd
@@ -90,12 +97,14 @@ class OurModel:
     def __init__(self, fkd, weights):
         self.fkd = fkd
         self.model = fkd.model
-        how = ", ".join([fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)])
+        how = ", ".join([fkd.detector, fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)])
         self.name = f"{type(self.model).__name__} ({Path(weights).name}, {how})"
+        self.boxes = 0  # faces reported in all, the labelled one and any other
 
     def pipeline(self, rgb, gt):
         """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
         faces = self.fkd.detect(rgb, channels="rgb")
+        self.boxes += len(faces)
         i = pick([f.box for f in faces], gt)
         return (None, None) if i is None else (faces[i].keypoints, faces[i].box)
 
@@ -117,6 +126,7 @@ class OurModel:
 
 class Dlib:
     name = "dlib HOG + 68-point predictor"
+    boxes = 0
 
     def __init__(self):
         try:
@@ -131,6 +141,7 @@ class Dlib:
     def pipeline(self, rgb, gt):
         rects = self.detector(rgb, 1)
         boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
+        self.boxes += len(boxes)
         i = pick(boxes, gt)
         return (None, None) if i is None else (self.crop_predict(rgb, np.float32(boxes[i])), np.float32(boxes[i]))
 
@@ -142,16 +153,19 @@ class Dlib:
 
 # ---------------------------------------------------------------- the run
 
-def run(predictor, images, gts, protocol):
-    preds, boxes = [], []
+def run(predictors, images, gts, protocol):
+    """Every predictor over the images, taking turns image by image (so a drifting machine slows all alike):
+    per predictor (predictions N x 68 x 2, NaN for a face not found; the boxes; seconds in all)."""
+    out = [([], [], 0.0) for _ in predictors]
     for rgb, gt in zip(images, gts):
-        if protocol == "pipeline":
-            p, b = predictor.pipeline(rgb, gt)
-        else:
-            p, b = predictor.dataset(rgb), None
-        preds.append(np.full((68, 2), np.nan, np.float32) if p is None else p)
-        boxes.append(b)
-    return np.stack(preds), boxes
+        for k, pr in enumerate(predictors):
+            t0 = time.perf_counter()
+            p, b = pr.pipeline(rgb, gt) if protocol == "pipeline" else (pr.dataset(rgb), None)
+            preds, boxes, t = out[k]
+            preds.append(np.full((68, 2), np.nan, np.float32) if p is None else p)
+            boxes.append(b)
+            out[k] = (preds, boxes, t + time.perf_counter() - t0)
+    return [(np.stack(p), b, t) for p, b, t in out]
 
 
 def speeds(jobs, repeats=3):
@@ -196,6 +210,31 @@ def wild(fkd, folder):
     return rows
 
 
+def box_stats(fkd, samples):
+    """Where fkd's face detector puts its box relative to the 68 points, over the faces it finds among samples
+    ((image path, keypoints) pairs): a data_load.DETECTOR_BOXES entry, and the number of faces it is measured on."""
+    rows = []
+    for path, kp in samples:
+        boxes, _ = fkd.find_faces(dl.read_image(path))
+        i = pick(boxes, kp)
+        if i is not None:
+            x, y, w, h = boxes[i]
+            lo, hi = kp.min(0), kp.max(0)
+            extent, c = float(max(hi - lo)), (lo + hi) / 2
+            rows.append(((x + w / 2 - c[0]) / extent, (y + h / 2 - c[1]) / extent, np.log((w + h) / 2 / extent)))
+    r = np.float64(rows)
+    s = float(np.exp(np.median(r[:, 2])))
+    return {"dx": round(float(np.median(r[:, 0])), 3), "dy": round(float(np.median(r[:, 1])), 3), "s": round(s, 3),
+            "sd_shift": (round(float(r[:, 0].std() / s), 3), round(float(r[:, 1].std() / s), 3)),
+            "sd_scale": round(float(r[:, 2].std()), 3)}, len(rows)
+
+
+def load_photos(folder, split):
+    """(names, images, keypoints, sources) of a 300-W folder's split."""
+    paths, kps = dl.read_photos(folder, split)
+    return [str(p) for p in paths], [dl.read_image(p) for p in paths], kps, [dl.source(p) for p in paths]
+
+
 def load_split(data, split):
     csv, root = dl.split_paths(data, "test")
     names, kps = dl.read_keypoints_csv(csv, root)
@@ -205,11 +244,37 @@ def load_split(data, split):
     return [names[i] for i in keep], [dl.read_image(root / names[i]) for i in keep], kps[keep]
 
 
+def print_row(name, m):
+    print(f"{name:54s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
+          f"{m.get('ms_per_face', float('nan')):8.2f} {m.get('pipeline_s', float('nan')):7.1f} "
+          f"{m['boxes'] if 'boxes' in m else '':>5}  "
+          + " ".join(f"{m['regions'][r]:6.2f}" for r in dl.REGIONS))
+
+
+def print_box_stats(fkd, args):
+    """--box-stats: the detector's box convention, measured on the training faces of both sources."""
+    csv, root = dl.split_paths(dl.data_dir(args.data), "training")
+    names, kps = dl.read_keypoints_csv(csv, root)
+    samples = [(root / n, k) for n, k in zip(names, kps) if not dl.is_unseen(n) and not dl.is_validation(n)]
+    if dl.photos_dir(args.photos).is_dir():
+        samples += list(zip(*dl.read_photos(dl.photos_dir(args.photos), "train")))
+    stats, n = box_stats(fkd, samples)
+    print(f"{args.detector}: {stats}  ({n} of {len(samples)} training faces found)")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
     p.add_argument("--split", choices=list(SPLITS), default="unseen")
+    p.add_argument("--photos", metavar="DIR", help="instead of the course data: a folder in the 300-W layout "
+                                                   "(NAME.jpg + NAME.pts; $FKP_300W_DIR by default for --box-stats)")
+    p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="test",
+                   help="which of --photos' faces (split by photo id; default: test)")
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
+    p.add_argument("--detector", choices=["hog", "haar"], default="hog", help="face detector (default: hog)")
+    p.add_argument("--box-stats", action="store_true",
+                   help="instead: where --detector puts its box around the 68 points, on the training faces")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="default: int8 when the weights have it")
     p.add_argument("--flip", action="store_true", help="test-time flip: also run each face mirrored")
@@ -234,8 +299,15 @@ def main(argv=None):
         n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
         print(f"{len(rows)} photos: {found} of {n} faces found (IoU >= 0.3), {false} false boxes")
         return 0
+    if args.box_stats:
+        return print_box_stats(fkd, args)
     try:
-        names, images, gts = load_split(dl.data_dir(args.data), args.split)
+        if args.photos:
+            names, images, gts, sources = load_photos(args.photos, args.photo_split)
+            what = f"{args.photos} {args.photo_split} split ({len(images)} faces)"
+        else:
+            names, images, gts = load_split(dl.data_dir(args.data), args.split)
+            sources, what = None, f"split {args.split} ({len(images)} images)"
         predictors = [OurModel(fkd, args.weights)] + ([Dlib()] if args.compare else [])
     except (dl.DataError, EvalError) as e:
         sys.exit(f"error: {e}")
@@ -243,30 +315,43 @@ def main(argv=None):
         sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
 
     rows, curves, jobs = [], {}, []
-    for pr in predictors:
-        preds, boxes = run(pr, images, gts, args.protocol)
+    for pr, (preds, boxes, seconds) in zip(predictors, run(predictors, images, gts, args.protocol)):
         m = metrics(preds, gts)
+        m["pipeline_s"], m["boxes"] = seconds, pr.boxes
         if args.protocol == "pipeline":
             jobs.append((pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None]))
         else:
             jobs.append((pr.dataset, [(im,) for im in images]))
         if isinstance(pr, OurModel):
             m["faces_per_s_batch64"] = throughput(pr.model)
+        if sources:
+            m["sources"] = {src: metrics(preds[idx], gts[idx]) for src in sorted(set(sources))
+                            for idx in [np.flatnonzero(np.array(sources) == src)]}
         curves[pr.name] = m.pop("errors")
         rows.append((pr.name, m))
     for (_, m), ms in zip(rows, speeds(jobs)):
         m["ms_per_face"] = ms
-    print(f"split {args.split} ({len(images)} images), protocol {args.protocol}, {args.threads} threads")
-    print(f"{'model':46s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s}  "
+    print(f"{what}, protocol {args.protocol}, {args.threads} threads; pipe s: detector and keypoints over all the "
+          "images, the predictors taking turns image by image; boxes: faces reported in all")
+    print(f"{'model':54s} {'found':>9s} {'NME%':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s} {'pipe s':>7s} "
+          f"{'boxes':>5s}  "
           + " ".join(f"{r:>6s}" for r in dl.REGIONS))
     for name, m in rows:
-        print(f"{name:46s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
-              f"{m['ms_per_face']:8.2f}  " + " ".join(f"{m['regions'][r]:6.2f}" for r in dl.REGIONS))
+        print_row(name, m)
+        for src, ms in m.get("sources", {}).items():
+            print_row(f"  {src}", ms)
+    if args.protocol == "pipeline" and len(images):
+        print("mean signed offset (x, y) per region, % of the inter-ocular distance (+y: below the labels)")
+        for name, m in rows:
+            print(f"{name:54s} " + "  ".join(f"{r} {x:+5.1f} {y:+5.1f}" for r, (x, y) in m["offsets"].items()))
+    if args.photos and args.compare:
+        print("note: dlib's 68-point predictor was trained on iBUG 300-W, whose training set holds AFW and HELEN: "
+              "these photos may be among its training faces")
     if args.ced:
         plot_ced(curves, args.ced)
     if args.json:
-        m = rows[0][1]
-        print(json.dumps({"split": args.split, "protocol": args.protocol, **{k: v for k, v in m.items()}}))
+        m = {k: v for k, v in rows[0][1].items() if k != "sources"}
+        print(json.dumps({"split": args.photo_split if args.photos else args.split, "protocol": args.protocol, **m}))
     return 0
 
 

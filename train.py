@@ -30,9 +30,10 @@ from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkp
 
 # What each model trains with unless told otherwise. Net keeps the course's choices.
 RECIPES = {
-    "Net": dict(epochs=3, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0),
-    "HeatmapNet": dict(epochs=130, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
-                       heatmap_loss=0.0),
+    "Net": dict(epochs=3, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0,
+                photos_weight=0),
+    "HeatmapNet": dict(epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
+                       heatmap_loss=0.0, photos_weight=3),
 }
 
 
@@ -43,19 +44,33 @@ class TrainError(RuntimeError):
     pass
 
 
-def datasets(model, data, subset=None, all_people=False):
-    """(train, validation) datasets: split by person, the unseen people left out unless all_people."""
+def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False):
+    """(training set, {source: validation set}). Course frames split by person, the unseen people left out unless
+    all_people; with photos (a 300-W folder) and photos_weight > 0, also its training photos, each seen photos_weight
+    times an epoch, and its validation photos (split by photo id; test photos never)."""
     csv, root = dl.split_paths(data, "training")
+    names, kps = dl.read_keypoints_csv(csv, root)
+    keep = [i for i, n in enumerate(names) if all_people or not dl.is_unseen(n)]
+    train = [i for i in keep if not dl.is_validation(names[i])][:subset]
+    val = [i for i in keep if dl.is_validation(names[i])][:subset]
     if isinstance(model, MODELS["Net"]):
-        train_tf, val_tf = dl.data_transform, dl.eval_transform
-    else:
-        train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True)
-        val_tf = dl.FaceCrop(model.input_size, model.in_channels)
-    names, _ = dl.read_keypoints_csv(csv, root)
-    names = [n for n in names if all_people or not dl.is_unseen(n)]
-    train = [n for n in names if not dl.is_validation(n)][:subset]
-    val = [n for n in names if dl.is_validation(n)][:subset]
-    return dl.FacialKeypointsDataset(csv, root, train_tf, train), dl.FacialKeypointsDataset(csv, root, val_tf, val)
+        return (dl.FacialKeypointsDataset(csv, root, dl.data_transform, [names[i] for i in train]),
+                {"course": dl.FacialKeypointsDataset(csv, root, dl.eval_transform, [names[i] for i in val])})
+    train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True)
+    val_tf = dl.FaceCrop(model.input_size, model.in_channels)
+
+    def faces(paths, keypoints, transform):  # held in memory: an epoch then reads no files
+        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform)
+
+    train_set = faces([root / names[i] for i in train], kps[train], train_tf)
+    vals = {"course": faces([root / names[i] for i in val], kps[val], val_tf)}
+    if photos is not None and photos_weight > 0:
+        paths, k = dl.read_photos(photos, "train")
+        photo_train = faces(paths[:subset], k[:subset], train_tf)
+        train_set = torch.utils.data.ConcatDataset([train_set] + [photo_train] * photos_weight)
+        paths, k = dl.read_photos(photos, "validation")
+        vals["300w"] = faces(paths[:subset], k[:subset], val_tf)
+    return train_set, vals
 
 
 def atomic_save(obj, path):
@@ -95,7 +110,7 @@ def lr_at(epoch, step, steps, args):
 
 
 def evaluate_loss(model, loader, loss_fn, device):
-    """(loss, NME %, median confidence) on a validation loader."""
+    """(loss, NME %, confidences) on a validation loader."""
     model.eval()
     total, n, nmes, confs = 0.0, 0, [], []
     with torch.no_grad():
@@ -108,7 +123,20 @@ def evaluate_loss(model, loader, loss_fn, device):
             p, t = out.view(-1, 68, 2), y.view(-1, 68, 2)
             iod = (t[:, 36] - t[:, 45]).norm(dim=-1)
             nmes.append(((p - t).norm(dim=-1).mean(-1) / iod).cpu())
-    return total / max(n, 1), 100 * torch.cat(nmes).mean().item(), torch.cat(confs).median().item()
+    return total / max(n, 1), 100 * torch.cat(nmes).mean().item(), torch.cat(confs)
+
+
+def validate(model, val_loaders, loss_fn, device):
+    """{'val_loss', 'val_nme'} over all validation faces, 'val_nme_<source>' per source; and their median
+    confidence."""
+    per = {s: evaluate_loss(model, loader, loss_fn, device) for s, loader in val_loaders.items()}
+    counts = {s: len(loader.dataset) for s, loader in val_loaders.items()}
+    n = max(sum(counts.values()), 1)
+    out = {"val_loss": sum(per[s][0] * counts[s] for s in per) / n,
+           "val_nme": sum(per[s][1] * counts[s] for s in per) / n}
+    if len(per) > 1:
+        out.update({f"val_nme_{s}": per[s][1] for s in per})
+    return out, torch.cat([c for _, _, c in per.values()]).median().item()
 
 
 def parse_args(argv=None):
@@ -124,7 +152,10 @@ def parse_args(argv=None):
     p.add_argument("--schedule", choices=["constant", "cosine"])
     p.add_argument("--heatmap-loss", type=float, help="weight of HeatmapNet's heatmap regularizer (0: none)")
     p.add_argument("--input-size", type=int, help="HeatmapNet input size")
-    p.add_argument("--subset", type=int, help="use only the first N training and validation images")
+    p.add_argument("--photos", help="300-W photo folder (NAME.jpg + NAME.pts) to train on beside the course frames "
+                                    "(default: $FKP_300W_DIR or ./data/300w)")
+    p.add_argument("--photos-weight", type=int, help="times each training photo is seen per epoch (0: course alone)")
+    p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
     p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--seed", type=int, default=0)
@@ -152,7 +183,15 @@ def train(args):
 
     torch.manual_seed(args.seed)
     model = MODELS[args.model](**({"input_size": args.input_size} if args.input_size else {}))
-    train_set, val_set = datasets(model, dl.data_dir(args.data), args.subset, args.all_people)
+    photos = dl.photos_dir(args.photos)
+    if args.photos_weight and not photos.is_dir():
+        if args.photos:
+            raise dl.DataError(f"{photos}: no such folder")
+        if main_proc:
+            print(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
+        photos = None
+    train_set, val_sets = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
+                                   args.all_people)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay) \
         if args.weight_decay else torch.optim.Adam(model.parameters(), lr=args.lr)
     history, start = [], 0
@@ -174,12 +213,13 @@ def train(args):
     if main_proc:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         print(f"{args.model}: {sum(p.numel() for p in net.parameters()):,} parameters; "
-              f"{len(train_set)} training / {len(val_set)} validation images on {device}")
+              f"{len(train_set)} training faces an epoch / validation "
+              + ", ".join(f"{len(v)} {k}" for k, v in val_sets.items()) + f" on {device}")
 
     loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
     # Mixed precision where it helps: bf16 autocast on a GPU; full precision on the CPU.
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    val_loader = DataLoader(val_set, batch_size=64, num_workers=args.workers)
+    val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers) for k, v in val_sets.items()}
     steps_done, meta = 0, None
     for epoch in range(start, args.epochs):
         # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
@@ -217,9 +257,8 @@ def train(args):
         if distributed:  # DDP keeps the weights equal; BatchNorm's running statistics are each rank's own
             for b in net.buffers():
                 dist.broadcast(b, 0)
-        val_loss, val_nme, val_conf = evaluate_loss(net, val_loader, loss_fn, device)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss,
-                        "val_nme": val_nme, "seconds": time.time() - t0})
+        val, val_conf = validate(net, val_loaders, loss_fn, device)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), **val, "seconds": time.time() - t0})
         if main_proc:
             print(json.dumps(history[-1]), flush=True)
             # A crop whose heatmaps peak at less than 58% of a typical validation face's is taken for no face
@@ -231,9 +270,11 @@ def train(args):
             plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
         if args.max_steps and steps_done >= args.max_steps:
             break
+    val_set = torch.utils.data.ConcatDataset(list(val_sets.values()))
     if main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and len(val_set):
         # The finished model also as int8 ONNX, calibrated on validation crops: what detect.py runs on a CPU.
-        crops = np.stack([val_set[i]["image"].numpy() for i in range(min(len(val_set), 128))])
+        pick = np.linspace(0, len(val_set) - 1, min(len(val_set), 128)).round().astype(int)
+        crops = np.stack([val_set[i]["image"].numpy() for i in pick])
         int8 = quantize(net.cpu().eval(), crops)
         atomic_save(checkpoint(net, **meta, int8_onnx=torch.frombuffer(bytearray(int8), dtype=torch.uint8)), args.out)
     if distributed:

@@ -6,6 +6,9 @@ import data_load as dl
 DATA = dl.data_dir()
 HAS_DATA = (DATA / "test_frames_keypoints.csv").exists()
 needs_data = pytest.mark.skipif(not HAS_DATA, reason="course data not found: set FKP_DATA_DIR")
+PHOTOS = dl.photos_dir()
+needs_photos = pytest.mark.skipif(not (PHOTOS / "test_photos.txt").exists(),
+                                  reason="300-W photos not found: set FKP_300W_DIR")
 
 
 @pytest.fixture(scope="session")

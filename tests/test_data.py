@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import data_load as dl
-from conftest import DATA, face_shape, needs_data, write_csv
+from conftest import DATA, PHOTOS, face_shape, needs_data, needs_photos, write_csv
 
 
 def blob_image(h, w, points, radius=3):
@@ -150,3 +150,116 @@ def test_dataset_returns_rgb_images_and_keypoints():
     assert s["image"].ndim == 3 and s["image"].shape[2] == 3 and s["keypoints"].shape == (68, 2)
     t = dl.FacialKeypointsDataset(*dl.split_paths(DATA, "test"), transform=dl.data_transform)[0]
     assert t["image"].shape == (1, 224, 224) and t["keypoints"].shape == (68, 2)
+
+
+# ---------------------------------------------------------------- 300-W photos
+
+def write_pts(path, kp, header="version: 1\nn_points:  68\n{\n"):
+    path.write_text(header + "\n".join(f"{x} {y}" for x, y in kp) + "\n}\n")
+    return path
+
+
+def photo_folder(tmp_path, names, kp=None):
+    """A 300-W layout folder: NAME.jpg (a small gray image) and NAME.pts for each name."""
+    import cv2
+    kp = face_shape() if kp is None else kp
+    for name in names:
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), np.full((240, 220, 3), 90, np.uint8))
+        write_pts(tmp_path / f"{name}.pts", kp)
+    return tmp_path
+
+
+def test_pts_files_are_read_and_checked_before_use(tmp_path):
+    kp = face_shape()
+    assert np.allclose(dl.read_pts(write_pts(tmp_path / "a_1.pts", kp)), kp, atol=1e-4)
+    bad = {"no_braces": ("version: 1\nn_points: 68\n", "not a .pts file (no n_points line or no braces"),
+           "five": ("version: 1\nn_points: 5\n{\n", "5 points, expected 68")}
+    for name, (header, message) in bad.items():
+        with pytest.raises(dl.DataError, match=re.escape(f"{name}.pts: {message}")):
+            dl.read_pts(write_pts(tmp_path / f"{name}.pts", kp, header))
+    nan = kp.copy()
+    nan[7, 1] = np.nan
+    for name, points in {"nan": nan, "short": kp[:60]}.items():
+        with pytest.raises(dl.DataError, match=f"{name}.pts: keypoints missing, NaN or not numbers"):
+            dl.read_pts(write_pts(tmp_path / f"{name}.pts", points))
+    (tmp_path / "words.pts").write_text("version: 1\nn_points: 68\n{\n" + "a b\n" * 68 + "}\n")
+    with pytest.raises(dl.DataError, match="words.pts: keypoints missing, NaN or not numbers"):
+        dl.read_pts(tmp_path / "words.pts")
+
+
+def test_a_pts_file_without_its_image_is_an_error(tmp_path):
+    photo_folder(tmp_path, ["111_1"])
+    (tmp_path / "111_1.jpg").unlink()
+    with pytest.raises(dl.DataError, match=r"111_1.pts: no image beside it \(expected 111_1.jpg or .png\)"):
+        dl.read_photos(tmp_path)
+    with pytest.raises(dl.DataError, match="no such folder"):
+        dl.read_photos(tmp_path / "nowhere")
+
+
+def test_photo_splits_follow_the_photo_id_and_never_split_a_photo(tmp_path):
+    import hashlib
+    ids = [str(1000 + i) for i in range(60)]
+    # AFW-style: one photo, one file per annotated face; the split must keep its faces together.
+    names = [f"{i}_{k}" for i in ids for k in (1, 2)]
+    photo_folder(tmp_path, names)
+    found = {s: dl.read_photos(tmp_path, s)[0] for s in ("test", "validation", "train")}
+    assert sum(len(v) for v in found.values()) == len(names)
+    by_split = {s: {dl.photo_id(p.name) for p in v} for s, v in found.items()}
+    assert not (by_split["test"] & by_split["validation"] or by_split["test"] & by_split["train"]
+                or by_split["validation"] & by_split["train"])
+    assert by_split["test"] == {i for i in ids if hashlib.sha1(i.encode()).digest()[0] < 0x26}
+    assert all(len([p for p in found[s] if dl.photo_id(p.name) == i]) == 2 for s in found for i in by_split[s])
+
+
+@needs_photos
+def test_test_photo_rule_matches_the_list():
+    paths, kps = dl.read_photos(PHOTOS, "test")
+    listed = set((PHOTOS / "test_photos.txt").read_text().split())
+    assert {f"{dl.source(p)}/{dl.photo_id(p.name)}" for p in paths} == listed
+    assert len(paths) == 162 and kps.shape == (162, 68, 2)
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    """A photo stored sideways with an Orientation tag comes out as OpenCV shows it (IMREAD_COLOR turns it)."""
+    import cv2
+    from PIL import Image
+    stored = np.zeros((60, 100, 3), np.uint8)
+    stored[5:20, 10:30] = (255, 0, 0)  # a red patch near the top left, so every turn and flip differs
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.jpg"
+        Image.fromarray(stored).save(path, exif=exif, quality=100, subsampling=0)
+        shown = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        got = dl.read_image(path)
+        assert got.shape == shown.shape, orientation
+        assert np.abs(got.astype(int) - shown).max() <= 2, orientation
+        assert (got.shape[0] > got.shape[1]) == (orientation >= 5)
+
+
+def test_crops_past_the_image_edge_are_black_not_squeezed():
+    import cv2
+    image = np.random.default_rng(0).integers(0, 255, (120, 100, 3)).astype(np.uint8)
+    for rect in [(-30, -10, 70, 90), (40, 60, 140, 160), (10, 10, 90, 90)]:
+        crop = dl.cut_crop(image, rect, 64)
+        warped = cv2.warpAffine(image, dl.crop_matrix(rect, 64), (64, 64), flags=cv2.INTER_LINEAR)
+        assert crop.shape == (64, 64, 3) and np.abs(crop.astype(int) - warped).max() <= 1
+    assert dl.cut_crop(image, (-30, -10, 70, 90), 100)[:9].max() == 0  # above the image: black
+    with pytest.raises(dl.DataError, match="lies outside the 100x120 image"):
+        dl.crop_rect((200, 10, 50, 50), image.shape)
+
+
+def test_every_detector_box_maps_to_the_box_training_crops_from():
+    kp = face_shape(1.3, (20, 40))
+    for detector in dl.DETECTOR_BOXES:
+        np.testing.assert_allclose(dl.model_box(dl.box_from_keypoints(kp, detector), detector),
+                                   dl.box_from_keypoints(kp), atol=1e-3)
+
+
+def test_face_region_keeps_points_on_their_pixels():
+    kp = face_shape(3.0, (50, 60))  # a face of about 420 pixels: scaled down to 128
+    image = blob_image(700, 600, kp[30:31], radius=9)
+    region, moved = dl.face_region(image, kp)
+    assert max(moved.max(0) - moved.min(0)) == pytest.approx(128, abs=1)
+    assert region.shape[0] == region.shape[1] == round(4 * 128)
+    assert np.abs(centroid(region[:, :, 0]) - moved[30]).max() < 0.6

@@ -59,3 +59,32 @@ def test_json_line_of_a_real_run():
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"split", "protocol", "n", "found", "nme", "fail_10", "auc_10", "ms_per_face"} <= set(out)
     assert (out["split"], out["protocol"], out["n"]) == ("unseen", "pipeline", 153)
+
+
+def test_signed_offsets_show_a_shift_per_region():
+    gt = np.stack([face_shape(), face_shape(2.0)])  # inter-ocular distances 100 and 200 pixels
+    pred = gt.copy()
+    pred[:, 27:36] += np.float32([0, 4])             # the nose 4 pixels low: 4% and 2% of the eye distance
+    m = evaluate.metrics(pred, gt)
+    assert m["offsets"]["nose"] == pytest.approx([0.0, 3.0])
+    assert m["offsets"]["eyes"] == pytest.approx([0.0, 0.0])
+
+
+def test_a_300w_folder_is_measured_per_source(tmp_path):
+    import cv2
+
+    from test_data import write_pts
+    demo = cv2.imread(str(ROOT / "images" / "astronaut.png"))
+    # A rough 68-point face on the astronaut (no labels exist for it): the figures are not the point here.
+    kp = face_shape(0.75, (120, 60))
+    for folder, photo in [("afw", "5_1"), ("helen_train", "10_1")]:
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / f"{photo}.jpg"), demo)
+        write_pts(tmp_path / folder / f"{photo}.pts", kp)
+    r = run("--photos", tmp_path, "--photo-split", "all", "--json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(l.strip().startswith("afw") for l in lines) and any(l.strip().startswith("helen_train") for l in lines)
+    assert "mean signed offset" in r.stdout
+    out = json.loads(lines[-1])
+    assert (out["split"], out["n"], out["found"]) == ("all", 2, 2)

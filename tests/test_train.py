@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import data_load as dl
 import detect
 import train
 from conftest import DATA, needs_data
@@ -17,12 +18,29 @@ from models import WeightsError, load_checkpoint
 pytestmark = needs_data
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--model", "HeatmapNet", "--input-size", "32", "--subset", "16", "--batch-size", "8", "--workers", "0",
-         "--data", str(DATA)]
+         "--data", str(DATA), "--photos-weight", "0"]
 
 
 def run(tmp_path, *extra, name="w.pt"):
     args = train.parse_args(QUICK + ["--out", str(tmp_path / name), *extra])
     return train.train(args)
+
+
+def test_photos_join_training_from_their_train_split_only(tmp_path):
+    from test_data import photo_folder
+    names = [f"{1000 + i}_1" for i in range(60)]
+    photo_folder(tmp_path, names)
+    split = {s: len(dl.read_photos(tmp_path, s)[0]) for s in ("train", "validation", "test")}
+    assert min(split.values()) > 0
+    model = train.MODELS["HeatmapNet"](input_size=32)
+    train_set, vals = train.datasets(model, DATA, tmp_path, photos_weight=2, subset=100)
+    n_course = len(train.datasets(model, DATA, None, subset=100)[0])
+    assert len(train_set) == n_course + 2 * split["train"] and len(vals["300w"]) == split["validation"]
+    assert train_set[len(train_set) - 1]["image"].shape == (1, 32, 32)
+    # --photos naming no folder is an error, not a quiet fallback to the course frames.
+    args = train.parse_args(QUICK[:-2] + ["--photos", str(tmp_path / "none"), "--out", str(tmp_path / "w.pt")])
+    with pytest.raises(dl.DataError, match="none: no such folder"):
+        train.train(args)
 
 
 def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
@@ -116,6 +134,7 @@ def test_sigterm_keeps_the_last_checkpoint_and_resume_goes_on(tmp_path):
 WRAPPER = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
+import data_load as dl
 import detect
 import train
 net, _ = train.train(train.parse_args(sys.argv[1:]))
