@@ -1,7 +1,7 @@
 """Find faces and their 68 keypoints in photos, folders, videos or a webcam.
 
     python detect.py photo.jpg --out annotated/            # draw boxes and points
-    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 2.5 ms more a face
+    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 4 ms more a face
     python detect.py photos/ --recursive --json faces.json  # one JSON entry per image
     python detect.py clip.mp4 --out annotated/ --filter sunglasses
     python detect.py --camera 0
@@ -296,7 +296,7 @@ class FaceKeypointDetector:
         return dl.to_rgb8(image, "array", bgr=channels == "bgr")
 
     def track(self, frames, redetect_every=10, smooth=True, fps=30.0):
-        """(frame, faces) for each frame of a sequence of BGR frames: the cascade runs on the first frame, every
+        """(frame, faces) for each frame of a sequence of BGR frames: the face detector runs on the first frame, every
         redetect_every frames and whenever a face is lost; in between each face's crop comes from its keypoints
         in the previous frame. Keypoints are smoothed with a One Euro filter when smooth."""
         tracked, filters = [], []

@@ -3,7 +3,7 @@
     python evaluate.py --split unseen --protocol pipeline --compare dlib
     python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json
     python evaluate.py --photos ../shared/300w --photo-split test --compare dlib   # real photos, 300-W layout
-    python evaluate.py --box-stats hog          # where a face detector puts its box around the 68 points
+    python evaluate.py --box-stats --detector hog   # where a face detector puts its box around the 68 points
 
 NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %.
 fail_10: % of faces with NME > 10%. auc_10: area under the cumulative error distribution up to 10%, in [0, 1].
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, contains, iou
+from detect import DEFAULT_WEIGHTS, DETECTORS, FaceKeypointDetector, contains, iou
 from models import WeightsError
 
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
@@ -272,7 +272,8 @@ def main(argv=None):
     p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="test",
                    help="which of --photos' faces (split by photo id; default: test)")
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
-    p.add_argument("--detector", choices=["hog", "haar"], default="hog", help="face detector (default: hog)")
+    p.add_argument("--detector", choices=list(DETECTORS), default="hog",
+                   help="face detector: dlib's HOG (default) or the course's Haar cascade")
     p.add_argument("--box-stats", action="store_true",
                    help="instead: where --detector puts its box around the 68 points, on the training faces")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
