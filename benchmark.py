@@ -86,7 +86,7 @@ def candidates():
 
     def haar_profile(rgb):  # the frontal cascade as the pipeline runs it, and the profile cascade both ways
         boxes = list(haar.find_faces(rgb)[0])
-        s = min(2.0, 1600 / max(rgb.shape[:2]))
+        s = haar.scan_scale(rgb.shape)
         gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None, fx=s, fy=s)
         for flip in (False, True):
             g = np.ascontiguousarray(gray[:, ::-1]) if flip else gray
@@ -144,18 +144,15 @@ def hog_thresholds(data, photos, thresholds=(0.0, -0.1, -0.2, -0.3, -0.4, -0.5))
     names, kps = dl.read_keypoints_csv(csv, root)
     sets = {"course validation": [(root / n, k) for n, k in zip(names, kps) if dl.is_validation(n)],
             "300-W validation": list(zip(*dl.read_photos(photos, "validation")))}
-    fkd = FaceKeypointDetector()
+    # One scan at the lowest threshold: a higher one keeps exactly the boxes scoring above it (a box suppressed by a
+    # stronger neighbour is suppressed at every threshold that keeps it).
+    fkd = FaceKeypointDetector(hog_threshold=min(thresholds))
     for name, samples in sets.items():
         found, boxes = np.zeros(len(thresholds), int), np.zeros(len(thresholds), int)
         for path, gt in samples:
-            rgb = dl.read_image(path)
-            scale = fkd.scan_scale(rgb.shape)
-            rgb = cv2.resize(rgb, None, fx=scale, fy=scale,
-                             interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
-            rects, scores, _ = fkd.hog.run(rgb, 0, min(thresholds))
+            found_boxes, scores = fkd.find_faces(dl.read_image(path))
             for i, t in enumerate(thresholds):
-                kept = [np.float32([r.left(), r.top(), r.width(), r.height()]) / scale
-                        for r, s in zip(rects, scores) if s >= t]
+                kept = found_boxes[scores >= t]
                 found[i] += pick(kept, gt) is not None
                 boxes[i] += len(kept)
         for i, t in enumerate(thresholds):

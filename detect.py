@@ -177,7 +177,7 @@ class FaceKeypointDetector:
     """Loads the keypoint model and the face detector once; .detect(image) -> list of Face.
 
     detector: 'hog' (dlib's HOG detector, the default) or 'haar' (the course's frontal Haar cascade); min_size: the
-    smallest face looked for, in pixels (DETECTORS has the defaults).
+    smallest face looked for, in pixels, and hog_threshold HOG's score threshold (DETECTORS has the defaults).
 
     runtime: 'int8' (ONNX Runtime on the int8 model that train.py stores in the weights; the default on a CPU when
     the weights have one), 'onnx' (ONNX Runtime, float; the CPU default otherwise) or 'torch' (the default on a GPU).
@@ -185,8 +185,8 @@ class FaceKeypointDetector:
     points give, the crop the model was trained on. Each costs a second model run per face and lowers the error
     (README.md has the figures): worth it for photos, where the face detector takes far longer than the model."""
 
-    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, scale_factor=1.1,
-                 min_neighbors=3, runtime=None, flip=False, refine=False):
+    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, hog_threshold=None,
+                 scale_factor=1.1, min_neighbors=3, runtime=None, flip=False, refine=False):
         self.model = load_model(weights, device)
         self.device = torch.device(device)
         int8 = self.model.int8_onnx
@@ -207,6 +207,7 @@ class FaceKeypointDetector:
         else:
             self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
         self.min_size = min_size or DETECTORS[detector]["min_size"]
+        self.hog_threshold = DETECTORS["hog"]["threshold"] if hog_threshold is None else hog_threshold
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.flip, self.refine = flip, refine
 
@@ -221,7 +222,7 @@ class FaceKeypointDetector:
             image = cv2.resize(image, None, fx=scale, fy=scale,
                                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         if self.detector == "hog":
-            rects, scores, _ = self.hog.run(image, 0, DETECTORS["hog"]["threshold"])
+            rects, scores, _ = self.hog.run(image, 0, self.hog_threshold)
             boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
         else:
             boxes, _, scores = self.cascade.detectMultiScale3(

@@ -156,16 +156,15 @@ class Dlib:
 def run(predictors, images, gts, protocol):
     """Every predictor over the images, taking turns image by image (so a drifting machine slows all alike):
     per predictor (predictions N x 68 x 2, NaN for a face not found; the boxes; seconds in all)."""
-    out = [([], [], 0.0) for _ in predictors]
+    preds, boxes, seconds = [[] for _ in predictors], [[] for _ in predictors], [0.0 for _ in predictors]
     for rgb, gt in zip(images, gts):
         for k, pr in enumerate(predictors):
             t0 = time.perf_counter()
             p, b = pr.pipeline(rgb, gt) if protocol == "pipeline" else (pr.dataset(rgb), None)
-            preds, boxes, t = out[k]
-            preds.append(np.full((68, 2), np.nan, np.float32) if p is None else p)
-            boxes.append(b)
-            out[k] = (preds, boxes, t + time.perf_counter() - t0)
-    return [(np.stack(p), b, t) for p, b, t in out]
+            seconds[k] += time.perf_counter() - t0
+            preds[k].append(np.full((68, 2), np.nan, np.float32) if p is None else p)
+            boxes[k].append(b)
+    return [(np.stack(p), b, t) for p, b, t in zip(preds, boxes, seconds)]
 
 
 def speeds(jobs, repeats=3):
