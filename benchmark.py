@@ -189,11 +189,12 @@ def compare_pipelines(folder, split, rounds=2):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
-    p.add_argument("--frames", type=int, default=150)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
+    p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
+    p.add_argument("--frames", type=int, default=150, help="frames of the synthetic clip for the video figures")
     p.add_argument("--photos", metavar="DIR", help="a folder in the 300-W layout, for --detectors and --pipeline")
-    p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="validation")
+    p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="validation",
+                   help="which of --photos' faces (split by photo id)")
     p.add_argument("--detectors", action="store_true", help="compare face detector candidates on --photos")
     p.add_argument("--pipeline", action="store_true", help="time detect.py against dlib over --photos' files")
     p.add_argument("--hog-thresholds", action="store_true",
@@ -213,7 +214,7 @@ def main(argv=None):
         if args.pipeline:
             compare_pipelines(args.photos, args.photo_split)
         return
-    fkd = FaceKeypointDetector(args.weights)
+    fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS)
     frames, offsets = synthetic_clip(args.frames)
     fkd.detect(frames[0])  # warm-up
     every = fps(lambda fr: [fkd.detect(f) for f in fr], frames)

@@ -5,6 +5,7 @@
 import argparse
 import hashlib
 import http.client
+import io
 import math
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -102,23 +104,33 @@ PHOTO_SPLITS = {"test": is_test_photo, "validation": is_validation_photo,
 # ---------------------------------------------------------------- images and labels
 
 def read_image(path):
-    """Any image file -> RGB uint8 HxWx3 (alpha dropped, gray expanded, 16-bit scaled). Raises DataError."""
+    """Any image file -> RGB uint8 HxWx3 (alpha dropped, gray expanded, 16-bit scaled, turned upright as its EXIF
+    Orientation tag says). Raises DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(max(0, path.stat().st_size - 64))
-        tail = f.read().rstrip(b"\0\r\n ")
+    return decode_image(path.read_bytes(), path)
+
+
+def decode_image(data, name="image"):
+    """The bytes of an image file (as read from disk or uploaded) -> RGB uint8 HxWx3, as read_image. name: what the
+    error messages call it."""
+    if len(data) == 0:
+        raise DataError(f"{name}: empty file (0 bytes)")
     # OpenCV decodes a cut-off JPEG without complaint, filling the rest with grey: check its end-of-image marker.
-    if head == b"\xff\xd8" and not tail.endswith(b"\xff\xd9"):
-        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data[:2] == b"\xff\xd8" and not data[-64:].rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+        raise DataError(f"{name}: truncated JPEG (no end-of-image marker)")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 2 ** 30)
+            raise DataError(f"{name}: too large to decode (over {limit} pixels; the environment variable "
+                            "OPENCV_IO_MAX_IMAGE_PIXELS raises OpenCV's limit)") from None
+        raise DataError(f"{name}: OpenCV cannot decode it ({e.err})") from None
     if image is None:
-        raise DataError(f"{path}: not an image OpenCV can read (corrupt, truncated or another format)")
-    return exif_upright(to_rgb8(image, path), path)
+        raise DataError(f"{name}: not an image OpenCV can read (corrupt, truncated or another format)")
+    return exif_upright(to_rgb8(image, name), io.BytesIO(data))
 
 
 # EXIF Orientation tag -> how to turn the stored pixels upright (a phone photo held sideways is stored sideways).
@@ -127,15 +139,17 @@ _ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[:
            8: lambda a: np.rot90(a, 1)}
 
 
-def exif_upright(rgb, path):
-    """rgb as stored in path -> as its EXIF Orientation tag says to show it. IMREAD_UNCHANGED (which keeps alpha and
-    16 bits) ignores the tag, so it is read here from the file's header alone."""
+def exif_upright(rgb, file):
+    """rgb as stored in file (a path or a file object) -> as its EXIF Orientation tag says to show it.
+    IMREAD_UNCHANGED (which keeps alpha and 16 bits) ignores the tag, so it is read here from the header alone."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            turn = _ORIENT.get(im.getexif().get(0x0112))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # OpenCV has decoded it already
+            with Image.open(file) as im:
+                turn = _ORIENT.get(im.getexif().get(0x0112))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return rgb  # a format Pillow does not know carries no tag it could read
     return rgb if turn is None else np.ascontiguousarray(turn(rgb))
 
@@ -143,6 +157,8 @@ def exif_upright(rgb, path):
 def to_rgb8(image, name="image", bgr=True):
     """Any numpy image (gray, 3- or 4-channel, uint8/uint16/float) -> RGB uint8 HxWx3."""
     image = np.asarray(image)
+    if image.size == 0:
+        raise DataError(f"{name}: empty image (shape {image.shape})")
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype.kind == "f":
@@ -630,11 +646,19 @@ def download(dest, url=COURSE_URL, size=COURSE_SIZE, members_sha256=COURSE_MEMBE
     return dest
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The scripts' --help: their docstring as written, and each option's default beside its help (an option whose
+    default depends on others says so in its help)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["download"])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("command", choices=["download"], help="download: fetch, check and unpack the course data")
     parser.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
-    parser.add_argument("--url", default=COURSE_URL)
+    parser.add_argument("--url", default=COURSE_URL, help="where the course archive is")
     args = parser.parse_args(argv)
     try:
         download(data_dir(args.data), args.url)

@@ -14,26 +14,34 @@ Python:
 """
 import argparse
 import io
+import itertools
 import json
 import math
+import os
+import re
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
-import cv2
+# FFmpeg inside OpenCV prints its own complaints about a broken video (`moov atom not found`) to the terminal; the
+# video's one error line says it instead. Read when OpenCV first opens a video.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+import cv2  # noqa: E402
 import numpy as np
 import torch
 
 import data_load as dl
-from models import WeightsError, WithConfidence, load_model
+from models import WeightsError, WithConfidence, check_device, load_model
+from pose import draw_pose, head_pose
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "saved_models" / "heatmapnet.pt"
 CASCADES = Path(cv2.data.haarcascades)
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 # The face detector sees the image scaled to at most this many pixels a side (bounded memory and time for huge
 # photos), and scaled up where a small face needs it to fill the detector's smallest window (DETECTORS).
 DETECT_MAX_SIDE = 1600
@@ -44,36 +52,18 @@ DETECT_MAX_SIDE = 1600
 # floor then drops the boxes that hold no face.
 DETECTORS = {"hog": {"window": 80, "min_size": 40, "threshold": -0.4}, "haar": {"window": 24, "min_size": 12}}
 
-# A generic 3D face (mm; x right, y down, z away from the camera) at six keypoints, for the head pose.
-POSE_POINTS = [30, 8, 36, 45, 48, 54]
-POSE_MODEL = np.float64([[0, 0, 0], [0, 330, 65], [-225, -170, 135], [225, -170, 135],
-                         [-150, 150, 125], [150, 150, 125]])
-
-
 @dataclass
 class Face:
     box: np.ndarray        # x, y, w, h in image pixels
     keypoints: np.ndarray  # 68 x 2 (x, y) in image pixels
     score: float           # the face detector's confidence (HOG: SVM margin; Haar: level weight); tracked faces keep it
-    pose: np.ndarray       # yaw, pitch, roll in degrees
+    pose: np.ndarray       # yaw, pitch, roll in degrees (pose.py says which way each turns)
+    id: int | None = None  # in a track: the same face has the same id in every frame
 
     def to_json(self):
         return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 3),
                 "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
-                "pose": [round(float(v), 1) for v in self.pose]}
-
-
-def head_pose(keypoints, image_shape):
-    """(yaw, pitch, roll) in degrees from six keypoints and a generic 3D face, with a pinhole camera of focal
-    length = image width."""
-    h, w = image_shape[:2]
-    camera = np.float64([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]])
-    ok, rvec, _ = cv2.solvePnP(POSE_MODEL, keypoints[POSE_POINTS].astype(np.float64), camera, None,
-                               flags=cv2.SOLVEPNP_EPNP)
-    if not ok:
-        return np.full(3, np.nan, np.float32)
-    pitch, yaw, roll = cv2.RQDecomp3x3(cv2.Rodrigues(rvec)[0])[0]
-    return np.float32([yaw, pitch, roll])
+                "pose": [round(float(v), 1) for v in self.pose]} | ({} if self.id is None else {"id": self.id})
 
 
 def intersection(a, b):
@@ -177,7 +167,9 @@ class FaceKeypointDetector:
     """Loads the keypoint model and the face detector once; .detect(image) -> list of Face.
 
     detector: 'hog' (dlib's HOG detector, the default) or 'haar' (the course's frontal Haar cascade); min_size: the
-    smallest face looked for, in pixels, and hog_threshold HOG's score threshold (DETECTORS has the defaults).
+    smallest face looked for, in pixels, and hog_threshold HOG's score threshold (DETECTORS has the defaults);
+    scale_factor and min_neighbors: the Haar cascade's. min_confidence: the keypoint model's floor below which a box
+    holds no face (default: the one stored in the weights).
 
     runtime: 'int8' (ONNX Runtime on the int8 model that train.py stores in the weights; the default on a CPU when
     the weights have one), 'onnx' (ONNX Runtime, float; the CPU default otherwise) or 'torch' (the default on a GPU).
@@ -186,9 +178,10 @@ class FaceKeypointDetector:
     (README.md has the figures): worth it for photos, where the face detector takes far longer than the model."""
 
     def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, hog_threshold=None,
-                 scale_factor=1.1, min_neighbors=3, runtime=None, flip=False, refine=False):
-        self.model = load_model(weights, device)
-        self.device = torch.device(device)
+                 scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False):
+        self.device = check_device(device)
+        self.model = load_model(weights, self.device)
+        self.min_confidence = self.model.min_confidence if min_confidence is None else min_confidence
         int8 = self.model.int8_onnx
         runtime = runtime or ("torch" if self.device.type != "cpu" else "int8" if int8 else "onnx")
         if runtime == "int8" and not int8:
@@ -282,11 +275,12 @@ class FaceKeypointDetector:
         boxes, scores = self.find_faces(rgb)
         return self.faces(rgb, boxes, scores)
 
-    def faces(self, rgb, boxes, scores):
+    def faces(self, rgb, boxes, scores, ids=None):
         """Keypoints for each box; a box whose crop the model finds no face in is dropped."""
         kps, conf = self.keypoints(rgb, boxes)
-        return [Face(b, k, float(s), head_pose(k, rgb.shape))
-                for b, k, s, c in zip(boxes, kps, scores, conf) if c >= self.model.min_confidence]
+        ids = [None] * len(kps) if ids is None else ids
+        return [Face(np.float32(b), k, float(s), head_pose(k, rgb.shape), i)
+                for b, k, s, c, i in zip(boxes, kps, scores, conf, ids) if c >= self.min_confidence]
 
     @staticmethod
     def as_rgb(image, channels="bgr"):
@@ -296,31 +290,57 @@ class FaceKeypointDetector:
             raise ValueError(f"channels must be 'bgr' or 'rgb', not {channels!r}")
         return dl.to_rgb8(image, "array", bgr=channels == "bgr")
 
-    def track(self, frames, redetect_every=10, smooth=True, fps=30.0):
-        """(frame, faces) for each frame of a sequence of BGR frames: the face detector runs on the first frame, every
-        redetect_every frames and whenever a face is lost; in between each face's crop comes from its keypoints
-        in the previous frame. Keypoints are smoothed with a One Euro filter when smooth."""
-        tracked, filters = [], []
+    def track(self, frames, channels="bgr", fps=30.0, **tracking):
+        """(frame, faces) for each frame of a sequence of numpy images (channels as in detect), each face with an id
+        that stays the same from frame to frame; tracking: Tracker's options."""
+        tracker = Tracker(self, **tracking)
         for i, frame in enumerate(frames):
-            rgb = self.as_rgb(frame)
-            if len(tracked) == 0 or i % redetect_every == 0:
-                boxes, scores = self.find_faces(rgb)
-                # Keep the filters of faces that are still where they were, so a re-detection is not a jump.
-                prev = [dl.box_from_keypoints(f.keypoints, self.detector) for f in tracked]
-                matched = [_best_match(b, prev) for b in boxes]
-                filters = [filters[m] if m is not None else OneEuroFilter() for m in matched]
-            else:
-                boxes = np.float32([dl.box_from_keypoints(f.keypoints, self.detector) for f in tracked])
-                scores = np.float32([f.score for f in tracked])
-            faces = self.faces(rgb, boxes, scores)
-            # A face that left the frame, or stopped looking like one, is dropped; the next frame re-detects.
-            keep = [j for j, f in enumerate(faces) if _inside(f.keypoints, rgb.shape)]
-            faces, filters = [faces[j] for j in keep], [filters[j] for j in keep]
-            if smooth:
-                for f, flt in zip(faces, filters):
-                    f.keypoints = flt(f.keypoints, i / fps)
-            tracked = faces
-            yield frame, faces
+            yield frame, tracker.update(self.as_rgb(frame, channels), i / fps)
+
+
+class Tracker:
+    """Faces followed from frame to frame: .update(rgb, t) -> faces, each with an id that stays the same.
+
+    Between detections each face's crop comes from its keypoints in the previous frame. The face detector runs on the
+    first frame, every redetect_every frames, and on every frame for redetect_every frames after a face is lost
+    (covered, turned away, gone), so new faces are picked up; a face found again within forget_after seconds of
+    losing it gets its id back. Keypoints are smoothed with a One Euro filter when smooth."""
+
+    def __init__(self, fkd, redetect_every=10, smooth=True, forget_after=2.0):
+        self.fkd, self.redetect_every, self.smooth, self.forget_after = fkd, redetect_every, smooth, forget_after
+        self.tracked, self.filters, self.lost, self.next_id, self.frame, self.lost_at = [], {}, {}, 0, -1, None
+
+    def update(self, rgb, t):
+        """The faces in this RGB frame, taken t seconds into the sequence."""
+        fkd, self.frame = self.fkd, self.frame + 1
+        followed = fkd.faces(rgb, [dl.box_from_keypoints(f.keypoints, fkd.detector) for f in self.tracked],
+                             [f.score for f in self.tracked], ids=[f.id for f in self.tracked])
+        # A face that left the frame, or stopped looking like one, is lost.
+        followed = [f for f in followed if _inside(f.keypoints, rgb.shape)]
+        gone = {f.id for f in self.tracked} - {f.id for f in followed}
+        self.lost.update({f.id: (f, t) for f in self.tracked if f.id in gone})
+        if gone:
+            self.lost_at = self.frame
+        if self.frame % self.redetect_every == 0 or (self.lost_at is not None
+                                                      and self.frame - self.lost_at < self.redetect_every):
+            boxes, scores = fkd.find_faces(rgb)
+            # A box around a followed face's centre is that face: keep following it (no jump in its points).
+            fresh = [j for j, b in enumerate(boxes) if not any(contains(b, f.keypoints.mean(0)) for f in followed)]
+            ids = []
+            for j in fresh:
+                back = next((k for k, (f, _) in self.lost.items() if contains(boxes[j], f.keypoints.mean(0))), None)
+                if back is None:
+                    back, self.next_id = self.next_id, self.next_id + 1
+                self.lost.pop(back, None)
+                ids.append(back)
+            followed += fkd.faces(rgb, boxes[fresh], scores[fresh], ids=ids)
+        self.lost = {k: v for k, v in self.lost.items() if t - v[1] <= self.forget_after}
+        self.filters = {f.id: self.filters.get(f.id) or OneEuroFilter() for f in followed}
+        if self.smooth:
+            for f in followed:
+                f.keypoints = self.filters[f.id](f.keypoints, t)
+        self.tracked = followed
+        return followed
 
 
 def _inside(kp, shape):
@@ -334,54 +354,51 @@ def contains(box, point):
     return x <= point[0] <= x + w and y <= point[1] <= y + h
 
 
-def _best_match(box, boxes):
-    """Index of the box in boxes whose centre lies inside box, or None."""
-    return next((j for j, b in enumerate(boxes) if contains(box, (b[0] + b[2] / 2, b[1] + b[3] / 2))), None)
-
-
 # ---------------------------------------------------------------- drawing
 
 def draw(bgr, faces, pose_axes=False, filter_name=None):
-    """A copy of a BGR image with boxes and keypoints (and pose axes) drawn, or with a filter on every face."""
+    """A copy of a BGR image with boxes and keypoints drawn, or with a filter (a name in filters.OVERLAYS or an RGBA
+    PNG's path) on every face; and pose axes on either when pose_axes."""
     if filter_name:
         import filters
-        return filters.apply(bgr, faces, filter_name)
-    out = bgr.copy()
-    thick = max(1, round(max(out.shape[:2]) / 500))
+        out = filters.apply(bgr, faces, filter_name)
+    else:
+        out = bgr.copy()
     for f in faces:
-        x, y, w, h = (int(round(v)) for v in f.box)
-        cv2.rectangle(out, (x, y), (x + w, y + h), (255, 128, 0), thick)
-        for px, py in f.keypoints:
-            cv2.circle(out, (int(round(px)), int(round(py))), thick + 1, (0, 255, 0), -1, cv2.LINE_AA)
+        thick = max(1, round(max(out.shape[:2]) / 500))
+        if not filter_name:
+            x, y, w, h = (int(round(v)) for v in f.box)
+            cv2.rectangle(out, (x, y), (x + w, y + h), (255, 128, 0), thick)
+            # Dots a fiftieth of the face wide at most, so that the 68 stay apart on a small face.
+            r = int(np.clip(f.box[2] / 50, 1, thick + 1))
+            for px, py in f.keypoints:
+                cv2.circle(out, (int(round(px)), int(round(py))), r, (0, 255, 0), -1, cv2.LINE_AA)
         if pose_axes:
             draw_pose(out, f, thick)
     return out
 
 
-def draw_pose(out, face, thick=1):
-    """The head's axes from the nose tip: x (red) to the right, y (green) down, z (blue) out of the face."""
-    yaw, pitch, roll = np.radians(face.pose)
-    c, s = np.cos([pitch, yaw, roll]), np.sin([pitch, yaw, roll])
-    Rx = np.array([[1, 0, 0], [0, c[0], -s[0]], [0, s[0], c[0]]])
-    Ry = np.array([[c[1], 0, s[1]], [0, 1, 0], [-s[1], 0, c[1]]])
-    Rz = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
-    R = Rx @ Ry @ Rz  # the order cv2.RQDecomp3x3 splits a rotation into
-    length, origin = face.box[2] / 2, face.keypoints[30]
-    for axis, color in zip(np.eye(3) * [1, 1, -1], [(0, 0, 255), (0, 255, 0), (255, 0, 0)]):
-        end = origin + (R @ axis)[:2] * length
-        cv2.line(out, tuple(int(v) for v in origin), tuple(int(v) for v in end), color, thick + 1, cv2.LINE_AA)
-
-
 # ---------------------------------------------------------------- command line
 
-def expand_inputs(inputs, recursive=False):
-    """Paths as given -> (image and video files, errors). A folder gives its images and videos."""
+# The name of an annotated copy, SRC_keypoints.EXT or SRC_keypoints_N.EXT: a folder walk skips these in --out.
+OUTPUT_NAME = re.compile(r"_keypoints(_\d+)?$")
+
+
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith(("s", "x")) else "s")
+
+
+def expand_inputs(inputs, recursive=False, out_dir=None):
+    """Paths as given -> (image and video files, errors). A folder gives its images and videos, less this program's
+    annotated copies in out_dir (so that `detect.py photos/ --out photos/` never reads its own output)."""
     files, errors = [], []
+    out_dir = Path(out_dir).resolve() if out_dir else None
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in (p.rglob("*") if recursive else p.iterdir())
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS
+                           and not (f.parent.resolve() == out_dir and OUTPUT_NAME.search(f.stem)))
             if not found:
                 errors.append(f"{item}: folder holds no images or videos" + ("" if recursive else " (try --recursive)"))
             files += [str(f) for f in found]
@@ -392,16 +409,70 @@ def expand_inputs(inputs, recursive=False):
     return files, errors
 
 
-def out_path(out_dir, src, inputs_used, suffix=None):
-    """An output file name in out_dir that never overwrites an input or an earlier output of this run."""
+def out_path(out_dir, src, taken, force=False, suffix=None):
+    """The annotated copy of src in out_dir: SRC_keypoints.EXT, or SRC_keypoints_1.EXT, _2... where that name is an
+    input, an output of this run, or (unless force) a file already there: nothing the user has is overwritten."""
     src = Path(src)
-    target = Path(out_dir) / f"{src.stem}_keypoints{suffix or src.suffix}"
-    n = 1
-    while target.resolve() in inputs_used:
-        target = Path(out_dir) / f"{src.stem}_keypoints_{n}{suffix or src.suffix}"
-        n += 1
-    inputs_used.add(target.resolve())
-    return target
+    for n in itertools.count():
+        target = Path(out_dir) / f"{src.stem}_keypoints{f'_{n}' if n else ''}{suffix or src.suffix}"
+        if target.resolve() not in taken and (force or not target.exists()):
+            taken.add(target.resolve())
+            return target
+
+
+class Results:
+    """What --json gets: FILE.json a JSON list, written whole (atomically) when the run ends or is interrupted;
+    FILE.jsonl one JSON line per image or video frame, written as each is done (for long videos)."""
+
+    def __init__(self, path):
+        self.path, self.entries = (Path(path) if path else None), []
+        self.lines = self.path.open("w") if self.path and self.path.suffix == ".jsonl" else None
+
+    def add(self, entry):
+        if self.lines:
+            self.lines.write(json.dumps(entry) + "\n")
+            self.lines.flush()
+        elif self.path:
+            self.entries.append(entry)
+
+    def close(self):
+        if self.lines:
+            self.lines.close()
+        elif self.path:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(json.dumps(self.entries, indent=1))
+            tmp.replace(self.path)
+
+
+class VideoOut:
+    """An annotated video as H.264 in MP4, which web browsers play (OpenCV's own mp4v they do not), encoded by the
+    FFmpeg that PyAV ships. H.264's 4:2:0 colour needs even sides: an odd last row or column is left out."""
+
+    def __init__(self, path, fps, shape):
+        import av
+
+        self.av, self.path = av, path
+        try:
+            self.container = av.open(str(path), "w", format="mp4")
+            self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
+                                                    options={"preset": "veryfast"})
+        except (OSError, av.FFmpegError) as e:
+            raise dl.DataError(f"{path}: cannot write the annotated video ({getattr(e, 'strerror', None) or e})") \
+                from None
+        self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2
+        self.stream.pix_fmt = "yuv420p"
+
+    def write(self, bgr):
+        frame = None if bgr is None else self.av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(bgr[:self.stream.height, :self.stream.width]), format="bgr24")
+        try:
+            self.container.mux(self.stream.encode(frame))
+        except (OSError, self.av.FFmpegError) as e:
+            raise dl.DataError(f"{self.path}: cannot write the annotated video ({e})") from None
+
+    def close(self):
+        self.write(None)  # flush the encoder
+        self.container.close()
 
 
 def read_frames(cap):
@@ -413,123 +484,169 @@ def read_frames(cap):
         yield frame
 
 
-def run_camera(fkd, index, filter_name):
+def run_camera(fkd, index, args):
     cap = cv2.VideoCapture(index)
     if not cap.isOpened():
         sys.exit(f"error: camera {index}: no camera found (or it is in use)")
     try:
-        for frame, faces in fkd.track(read_frames(cap)):
-            cv2.imshow("facial keypoints (q quits)", draw(frame, faces, True, filter_name))
+        for frame, faces in fkd.track(read_frames(cap), smooth=not args.no_smooth):
+            cv2.imshow("facial keypoints (q quits)", draw(frame, faces, args.pose, args.filter))
             if cv2.waitKey(1) & 0xFF == ord("q"):
                 break
     except cv2.error:
         sys.exit("error: no display to show the camera on (OpenCV headless build or no screen)")
+    except KeyboardInterrupt:  # Ctrl-C in the terminal: as good a way to stop as q
+        return 130
     finally:
         cap.release()
+    return 0
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("inputs", nargs="*", help="images, folders or videos")
-    p.add_argument("--json", help="write the faces found to this JSON file")
-    p.add_argument("--out", help="folder for annotated copies")
-    p.add_argument("--filter", choices=["sunglasses", "moustache", "hat"])
-    p.add_argument("--pose", action="store_true", help="draw head pose axes")
-    p.add_argument("--weights", default=DEFAULT_WEIGHTS)
+    p.add_argument("--json", metavar="FILE", help="write the faces found to FILE: FILE.json a JSON list when the "
+                                                  "run ends, FILE.jsonl a JSON line per image or frame as it goes")
+    p.add_argument("--out", metavar="DIR", help="folder for annotated copies (SRC_keypoints.EXT; videos as .mp4)")
+    p.add_argument("--filter", metavar="NAME[=PNG]",
+                   help="draw an overlay instead of boxes and points: sunglasses, moustache or hat; NAME=PNG puts "
+                        "an RGBA PNG of yours where NAME goes (filters.py)")
+    p.add_argument("--pose", action="store_true", help="draw head pose axes (also with --filter)")
+    p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
     p.add_argument("--detector", choices=list(DETECTORS), default="hog",
-                   help="face detector: dlib's HOG detector (default; turned and tilted faces) or the course's "
-                        "Haar cascade")
+                   help="face detector: dlib's HOG detector (turned and tilted faces) or the course's Haar cascade")
     p.add_argument("--min-size", type=float, metavar="PX",
                    help="smallest face to look for, in pixels (default: 40 for hog, 12 for haar)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--recursive", action="store_true")
-    p.add_argument("--camera", type=int, metavar="N", help="live webcam N")
-    p.add_argument("--no-smooth", action="store_true", help="no keypoint smoothing on videos")
+    p.add_argument("--hog-threshold", type=float, default=DETECTORS["hog"]["threshold"],
+                   help="HOG detector's score threshold: lower finds more faces and more false boxes")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar cascade's step between scales")
+    p.add_argument("--min-neighbors", type=int, default=3, help="Haar cascade's overlapping hits to keep a box")
+    p.add_argument("--min-confidence", type=float,
+                   help="keypoint model's confidence floor below which a box holds no face (default: the weights')")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, mps")
+    p.add_argument("--recursive", action="store_true", help="also look in the folders' subfolders")
+    p.add_argument("--camera", type=int, metavar="N", help="live webcam N in a window (needs a display)")
+    p.add_argument("--no-smooth", action="store_true", help="no keypoint smoothing on videos and the camera")
     p.add_argument("--flip", action="store_true", help="also run each face mirrored (more accurate, slower)")
     p.add_argument("--refine", action="store_true",
                    help="a second pass on the crop the first pass's points give (more accurate, slower)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing --json file and annotated copies (without it they get new names)")
     args = p.parse_args(argv)
     if not args.inputs and args.camera is None:
         p.error("give images, folders or videos, or --camera N")
-    if args.json:  # checked before the work, so that a long run never ends unable to write what it found
+    return args
+
+
+def check_outputs(args):
+    """One line, before any work, for an output that cannot be written: a long run never ends unable to write."""
+    if args.json:
         target = Path(args.json)
         if target.is_dir():
-            sys.exit(f"error: {args.json}: is a folder; give the JSON file's name")
+            return f"{args.json}: is a folder; give the JSON file's name"
         if target.exists() and not args.force:
-            sys.exit(f"error: {args.json}: exists; use --force to overwrite it")
+            return f"{args.json}: exists; use --force to overwrite it"
         if not target.parent.is_dir():
-            sys.exit(f"error: {args.json}: no such folder {target.parent}")
-    try:
-        fkd = FaceKeypointDetector(args.weights, args.device, detector=args.detector, min_size=args.min_size,
-                                   flip=args.flip, refine=args.refine)
-    except WeightsError as e:
-        sys.exit(f"error: {e}")
-    if args.camera is not None:
-        return run_camera(fkd, args.camera, args.filter)
-
-    from tqdm import tqdm
-
-    files, errors = expand_inputs(args.inputs, args.recursive)
-    for e in errors:
-        print(f"error: {e}", file=sys.stderr)
-    used = {Path(f).resolve() for f in files}
+            return f"{args.json}: no such folder {target.parent}"
     if args.out:
         try:
             Path(args.out).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            sys.exit(f"error: {args.out}: cannot create the output folder ({e.strerror})")
-    results, n_faces, n_failed, t0 = [], 0, 0, time.time()
-    for f in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
+            return f"{args.out}: cannot create the output folder ({e.strerror})"
+    if args.filter:
+        import filters
         try:
-            if Path(f).suffix.lower() in VIDEO_EXTS:
-                n_faces += run_video(fkd, f, args, results, used)
-            else:
-                rgb = fkd.as_rgb(f)
-                faces = fkd.detect(rgb, channels="rgb")
-                results.append({"image": f, "faces": [face.to_json() for face in faces]})
-                n_faces += len(faces)
-                if args.out:
-                    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-                    target = out_path(args.out, f, used)
-                    if not cv2.imwrite(str(target), draw(bgr, faces, args.pose, args.filter)):
-                        raise dl.DataError(f"{target}: cannot write the annotated copy")
-        except (dl.DataError, cv2.error) as e:
-            n_failed += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
-    if args.json:
-        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.json)
+            filters.load(args.filter)
+        except ValueError as e:
+            return str(e)
+    return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    problem = check_outputs(args)
+    if problem:
+        sys.exit(f"error: {problem}")
+    try:
+        fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, args.device, detector=args.detector,
+                                   min_size=args.min_size, hog_threshold=args.hog_threshold, scale_factor=args.scale_factor,
+                                   min_neighbors=args.min_neighbors, min_confidence=args.min_confidence,
+                                   flip=args.flip, refine=args.refine)
+    except (WeightsError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if args.camera is not None:
+        return run_camera(fkd, args.camera, args)
+
+    from tqdm import tqdm
+
+    files, errors = expand_inputs(args.inputs, args.recursive, args.out)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    taken = {Path(f).resolve() for f in files}
+    try:
+        results = Results(args.json)
+    except OSError as e:
+        sys.exit(f"error: {args.json}: cannot write ({e.strerror})")
+    n_done, n_faces, n_failed, written, t0 = 0, 0, 0, [], time.time()
+    try:
+        for f in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
+            try:
+                if Path(f).suffix.lower() in VIDEO_EXTS:
+                    n_faces += run_video(fkd, f, args, results, taken, written)
+                else:
+                    rgb = fkd.as_rgb(f)
+                    faces = fkd.detect(rgb, channels="rgb")
+                    results.add({"image": f, "width": rgb.shape[1], "height": rgb.shape[0],
+                                 "faces": [face.to_json() for face in faces]})
+                    n_faces += len(faces)
+                    if args.out:
+                        target = out_path(args.out, f, taken, args.force)
+                        annotated = draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, args.pose, args.filter)
+                        if not cv2.imwrite(str(target), annotated):
+                            raise dl.DataError(f"{target}: cannot write the annotated copy")
+                        written.append(target)
+            except (dl.DataError, cv2.error) as e:
+                n_failed += 1
+                tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
+            n_done += 1
+    except KeyboardInterrupt:
+        results.close()
+        print(f"interrupted after {n_done} of {plural(len(files), 'file')}"
+              + (f"; {args.json} holds what was finished" if args.json else ""), file=sys.stderr)
+        return 130
+    results.close()
     n_errors = len(errors) + n_failed
-    print(f"{len(files) - n_failed} of {len(files)} files, {n_faces} faces, {time.time() - t0:.1f} s"
-          + (f", {n_errors} errors" if n_errors else ""))
+    print(f"{len(files) - n_failed} of {plural(len(files), 'file')}, {plural(n_faces, 'face')}, "
+          f"{time.time() - t0:.1f} s" + (f", {plural(n_errors, 'error')}" if n_errors else "")
+          + (f"; annotated: {written[0]}" if len(written) == 1 else
+             f"; {len(written)} annotated copies in {args.out}" if written else ""))
     return 1 if n_errors else 0
 
 
-def run_video(fkd, path, args, results, used):
+def run_video(fkd, path, args, results, taken, written):
     """Track faces through a video; one JSON entry per frame; an annotated copy as .mp4 in --out."""
     from tqdm import tqdm
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise dl.DataError(f"{path}: cannot open as a video")
+        raise dl.DataError(f"{path}: cannot open as a video (corrupt, truncated or an unknown format)")
     fps, total = cap.get(cv2.CAP_PROP_FPS) or 30.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     writer, n_faces, i = None, 0, -1
     try:
         for i, (frame, faces) in enumerate(tqdm(fkd.track(read_frames(cap), smooth=not args.no_smooth, fps=fps),
                                                 total=total, desc=Path(path).name, unit="frame", leave=False)):
-            results.append({"image": path, "frame": i, "faces": [f.to_json() for f in faces]})
+            results.add({"image": path, "frame": i, "width": frame.shape[1], "height": frame.shape[0],
+                         "faces": [f.to_json() for f in faces]})
             n_faces += len(faces)
             if args.out:
                 if writer is None:
-                    writer = cv2.VideoWriter(str(out_path(args.out, path, used, ".mp4")),
-                                             cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
+                    writer = VideoOut(out_path(args.out, path, taken, args.force, ".mp4"), fps, frame.shape)
+                    written.append(writer.path)
                 writer.write(draw(frame, faces, args.pose, args.filter))
     finally:
         cap.release()
         if writer is not None:
-            writer.release()
+            writer.close()
     if i < 0:
         raise dl.DataError(f"{path}: no frame could be read")
     return n_faces

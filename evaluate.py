@@ -1,7 +1,7 @@
 """Measure a keypoint model on the labelled test images, and optionally dlib's 68-point predictor beside it.
 
     python evaluate.py --split unseen --protocol pipeline --compare dlib
-    python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json
+    python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json net.json
     python evaluate.py --photos ../shared/300w --photo-split test --compare dlib   # real photos, 300-W layout
     python evaluate.py --box-stats --detector hog   # where a face detector puts its box around the 68 points
 
@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, DETECTORS, FaceKeypointDetector, contains, iou
+from detect import DEFAULT_WEIGHTS, DETECTORS, FaceKeypointDetector, contains, iou, plural
 from models import WeightsError
 
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
@@ -86,11 +87,8 @@ def pick(boxes, gt):
 
 def detector(args):
     """The pipeline as --weights, --runtime, --flip, --refine and --min-confidence set it."""
-    fkd = FaceKeypointDetector(args.weights, detector=args.detector, runtime=args.runtime, flip=args.flip,
-                               refine=args.refine)
-    if args.min_confidence is not None:
-        fkd.model.min_confidence = args.min_confidence
-    return fkd
+    return FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector, runtime=args.runtime,
+                                flip=args.flip, refine=args.refine, min_confidence=args.min_confidence)
 
 
 class OurModel:
@@ -131,7 +129,9 @@ class Dlib:
     def __init__(self):
         try:
             import dlib
-            import face_recognition_models
+            with warnings.catch_warnings():  # it imports pkg_resources, which warns that it is deprecated
+                warnings.simplefilter("ignore")
+                import face_recognition_models
         except ImportError as e:
             raise EvalError(f"--compare dlib needs the optional packages: pip install -r requirements-dlib.txt ({e})")
         self.dlib = dlib
@@ -196,7 +196,17 @@ def throughput(model, batch=64, reps=5):
 def wild(fkd, folder):
     """Face detection on labelled group photos (boxes.json: {file: [[left, top, width, height], ...]}):
     per photo (file, faces labelled, found at IoU >= 0.3, false boxes)."""
-    labels = json.loads((Path(folder) / "boxes.json").read_text())
+    labels_file = Path(folder) / "boxes.json"
+    if not labels_file.is_file():
+        raise EvalError(f"{labels_file}: no such file (--wild needs the labelled boxes: "
+                        '{"photo.jpg": [[left, top, width, height], ...], ...})')
+    try:
+        labels = json.loads(labels_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalError(f"{labels_file}: not JSON ({e})") from None
+    missing = [name for name in labels if not (Path(folder) / name).is_file()]
+    if missing:
+        raise EvalError(f"{labels_file}: names {missing[0]}, which is not in {folder}")
     rows = []
     for name, truth in sorted(labels.items()):
         faces = fkd.detect(Path(folder) / name)
@@ -263,41 +273,52 @@ def print_box_stats(fkd, args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
-    p.add_argument("--split", choices=list(SPLITS), default="unseen")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
+    p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--split", choices=list(SPLITS), default="unseen",
+                   help="course test images: unseen (the 70 people never trained on), seen, or all")
     p.add_argument("--photos", metavar="DIR", help="instead of the course data: a folder in the 300-W layout "
                                                    "(NAME.jpg + NAME.pts; $FKP_300W_DIR by default for --box-stats)")
     p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="test",
-                   help="which of --photos' faces (split by photo id; default: test)")
-    p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline")
+                   help="which of --photos' faces (split by photo id)")
+    p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline",
+                   help="pipeline: the face detector finds the face in the whole image; dataset: the image is the "
+                        "crop (the course's own measure)")
     p.add_argument("--detector", choices=list(DETECTORS), default="hog",
-                   help="face detector: dlib's HOG (default) or the course's Haar cascade")
+                   help="face detector: dlib's HOG or the course's Haar cascade")
     p.add_argument("--box-stats", action="store_true",
                    help="instead: where --detector puts its box around the 68 points, on the training faces")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="default: int8 when the weights have it")
+    p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
+    p.add_argument("--runtime", choices=["int8", "onnx", "torch"],
+                   help="how the model runs (default: int8 when the weights have it, else onnx)")
     p.add_argument("--flip", action="store_true", help="test-time flip: also run each face mirrored")
     p.add_argument("--refine", action="store_true", help="a second pass on the crop the first pass's points give")
     p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
-    p.add_argument("--compare", choices=["dlib"])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ced", help="write the cumulative error plot to this PNG")
-    p.add_argument("--json", action="store_true", help="last line: the model's figures as one JSON object")
-    p.add_argument("--wild", metavar="DIR", help="instead: face detection on the labelled photos in DIR")
+    p.add_argument("--compare", choices=["dlib"], help="also measure dlib's HOG detector and 68-point predictor")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for every predictor")
+    p.add_argument("--ced", metavar="PNG", help="write the cumulative error plot to this PNG")
+    p.add_argument("--json", metavar="FILE", help="also write the model's figures to FILE as one JSON object")
+    p.add_argument("--wild", metavar="DIR",
+                   help='instead: face detection on the photos in DIR, against DIR/boxes.json: '
+                        '{"photo.jpg": [[left, top, width, height], ...], ...}')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.json and not Path(args.json).parent.is_dir():
+        sys.exit(f"error: {args.json}: no such folder {Path(args.json).parent}")
     try:
         fkd = detector(args)
-    except WeightsError as e:
+    except (WeightsError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.wild:
-        rows = wild(fkd, args.wild)
+        try:
+            rows = wild(fkd, args.wild)
+        except (EvalError, dl.DataError) as e:
+            sys.exit(f"error: {e}")
         for name, n, found, false in rows:
-            print(f"{name:24s} {found:2d} of {n:2d} faces, {false} false boxes")
+            print(f"{name:24s} {found:2d} of {plural(n, 'face'):8s}, {plural(false, 'false box')}")
         n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
-        print(f"{len(rows)} photos: {found} of {n} faces found (IoU >= 0.3), {false} false boxes")
+        print(f"{len(rows)} photos: {found} of {plural(n, 'face')} found (IoU >= 0.3), {plural(false, 'false box')}")
         return 0
     if args.box_stats:
         return print_box_stats(fkd, args)
@@ -308,7 +329,7 @@ def main(argv=None):
         else:
             names, images, gts = load_split(dl.data_dir(args.data), args.split)
             sources, what = None, f"split {args.split} ({len(images)} images)"
-        predictors = [OurModel(fkd, args.weights)] + ([Dlib()] if args.compare else [])
+        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)] + ([Dlib()] if args.compare else [])
     except (dl.DataError, EvalError) as e:
         sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":
@@ -351,7 +372,8 @@ def main(argv=None):
         plot_ced(curves, args.ced)
     if args.json:
         m = {k: v for k, v in rows[0][1].items() if k != "sources"}
-        print(json.dumps({"split": args.photo_split if args.photos else args.split, "protocol": args.protocol, **m}))
+        Path(args.json).write_text(json.dumps({"split": args.photo_split if args.photos else args.split,
+                                               "protocol": args.protocol, **m}, indent=1))
     return 0
 
 

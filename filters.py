@@ -5,7 +5,16 @@ are mapped onto two points of the face by a similarity transform (shift, scale, 
 and the overlay is blended in through its alpha channel, so its transparent pixels leave the photo untouched.
 
     python detect.py photo.jpg --out out/ --filter sunglasses
+    python detect.py photo.jpg --out out/ --filter sunglasses=my_glasses.png
+
+A PNG of yours goes where the named overlay goes (NAME=PNG): its anchors sit at the same places of its opaque part's
+bounding box as the built-in overlay's anchors sit in theirs (sunglasses: the lens centres, a quarter of the width
+in from each side; moustache: its two ends; hat: the two ends of the brim, at the bottom). Draw it upright, facing
+the camera, with a transparent background.
 """
+import functools
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -83,10 +92,36 @@ def overlay(bgr, rgba, anchors, dest):
     return bgr
 
 
-def apply(bgr, faces, name):
-    """A copy of a BGR image with the named overlay on every face (faces: anything with .keypoints)."""
+def opaque_box(rgba):
+    """(x0, y0, x1, y1) around the pixels that show (alpha > 0)."""
+    ys, xs = np.nonzero(rgba[:, :, 3])
+    return np.float32([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+@functools.cache
+def load(spec):
+    """'NAME' or 'NAME=PNG' -> (BGRA overlay, its two anchors, NAME); ValueError in one line for a bad spec or PNG."""
+    name, _, png = spec.partition("=")
+    if name not in OVERLAYS:
+        raise ValueError(f"--filter {spec}: the overlay is one of {', '.join(OVERLAYS)} (or NAME=PNG)")
     rgba, anchors = OVERLAYS[name]()
     rgba = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)  # drawn with RGB colours above; the photo is BGR
+    if not png:
+        return rgba, anchors, name
+    mine = cv2.imread(png, cv2.IMREAD_UNCHANGED) if Path(png).is_file() else None
+    if mine is None:
+        raise ValueError(f"{png}: " + ("not an image OpenCV can read" if Path(png).is_file() else "no such file"))
+    if mine.ndim != 3 or mine.shape[2] != 4 or mine.dtype != np.uint8 or not mine[:, :, 3].any():
+        raise ValueError(f"{png}: needs an 8-bit RGBA PNG with a transparent background and something opaque")
+    box, own = opaque_box(mine), opaque_box(rgba)
+    at = (anchors - own[:2]) / (own[2:] - own[:2])  # where the built-in's anchors sit in its box, as fractions
+    return mine, box[:2] + at * (box[2:] - box[:2]), name
+
+
+def apply(bgr, faces, spec):
+    """A copy of a BGR image with an overlay (a name in OVERLAYS, or NAME=PNG) on every face (anything with
+    .keypoints)."""
+    rgba, anchors, name = load(spec)
     out = bgr.copy()
     for f in faces:
         overlay(out, rgba, anchors, targets(name, np.asarray(f.keypoints, np.float32)))

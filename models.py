@@ -64,7 +64,7 @@ class HeatmapNet(nn.Module):
         super().__init__()
         if input_size % 16:
             raise ValueError(f"HeatmapNet input_size must be a multiple of 16, not {input_size}")
-        self.input_size, self.in_channels = input_size, in_channels
+        self.input_size, self.in_channels, self.width = input_size, in_channels, width
         w = width
         self.stem = conv_bn(in_channels, w, stride=2)                           # 1/2
         self.down1 = nn.Sequential(conv_bn(w, 2 * w, 2), ResBlock(2 * w))       # 1/4
@@ -136,7 +136,8 @@ class WeightsError(ValueError):
 
 def checkpoint(model, **extra):
     """What a weights file holds: the model's name and settings, its weights, and anything extra (optimizer, epoch)."""
-    config = {k: getattr(model, k) for k in ("input_size", "in_channels")} if isinstance(model, HeatmapNet) else {}
+    config = {k: getattr(model, k) for k in ("input_size", "in_channels", "width")} \
+        if isinstance(model, HeatmapNet) else {}
     return {"model": type(model).__name__, "config": config, "state_dict": model.state_dict(), **extra}
 
 
@@ -153,6 +154,21 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(ckpt, dict) or ckpt.get("model") not in MODELS:
         raise WeightsError(f"{path}: not a checkpoint of this project (no known model name in it)")
     return ckpt
+
+
+def check_device(name):
+    """torch.device(name), or a ValueError in one line where the name is wrong or this machine has no such device."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not a device name (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: PyTorch sees no CUDA GPU on this machine (try cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: PyTorch sees no Apple GPU on this machine (try cpu)")
+    return device
 
 
 def load_model(path, device="cpu", expected=None):

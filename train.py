@@ -33,15 +33,57 @@ RECIPES = {
     "Net": dict(epochs=3, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0,
                 photos_weight=0),
     "HeatmapNet": dict(epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
-                       heatmap_loss=0.0, photos_weight=3),
+                       heatmap_loss=0.0, photos_weight=3, input_size=128, width=16),
 }
 
 
 MIN_CONFIDENCE_FRACTION = 0.58
+# What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
+SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "beta", "schedule", "heatmap_loss", "input_size",
+            "width", "photos_weight", "subset", "all_people", "seed")
 
 
 class TrainError(RuntimeError):
     pass
+
+
+class Interrupted(Exception):
+    """Raised by the training loop itself, between two steps, once Stop has seen a signal."""
+
+
+class Stop:
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler, a kill) only set a flag, which the loop checks between steps: a
+    signal never raises inside library code (mid-plot, mid-save), so the last complete checkpoint always stays
+    whole. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def check(self, distributed=False):
+        stop = torch.tensor(float(self.signal is not None))
+        if distributed:  # every rank stops at the same step, or the others would wait for it forever
+            dist.all_reduce(stop, dist.ReduceOp.MAX)
+        if stop.item():
+            raise Interrupted
+
+
+def quiet_worker(_):
+    """Data loading processes leave Ctrl-C to the training process (which stops between steps, then ends them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def take_settings(args, state, path):
+    """--resume goes on with the settings the run started with; a flag that says otherwise is refused."""
+    for k, v in state.get("settings", {}).items():
+        if k in args.given and getattr(args, k) != v:
+            raise TrainError(f"{path}: the run was started with {k.replace('_', ' ')} {v}, not {getattr(args, k)}; "
+                             f"--resume goes on with the run's own settings (leave out --{k.replace('_', '-')})")
+        setattr(args, k, v)
 
 
 def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False):
@@ -140,29 +182,47 @@ def validate(model, val_loaders, loss_fn, device):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=list(MODELS), default="HeatmapNet")
-    p.add_argument("--data", help="data folder (default: $FKP_DATA_DIR or ./data)")
-    p.add_argument("--out", help="weights file (default: saved_models/<model>.pt)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--beta", type=float, help="SmoothL1Loss beta")
-    p.add_argument("--schedule", choices=["constant", "cosine"])
-    p.add_argument("--heatmap-loss", type=float, help="weight of HeatmapNet's heatmap regularizer (0: none)")
-    p.add_argument("--input-size", type=int, help="HeatmapNet input size")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
+
+    def recipe(key):  # the default each model's recipe gives an option
+        return "default: " + ", ".join(f"{r[key]} for {m}" for m, r in RECIPES.items() if key in r)
+
+    p.add_argument("--model", choices=list(MODELS), help="the network to train (default: HeatmapNet)")
+    p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--out", help="weights file; OUT.ckpt beside it holds the last epoch for --resume "
+                                 "(default: saved_models/<model>.pt)")
+    p.add_argument("--epochs", type=int, help=recipe("epochs"))
+    p.add_argument("--batch-size", type=int, help=recipe("batch_size"))
+    p.add_argument("--lr", type=float, help="learning rate, " + recipe("lr"))
+    p.add_argument("--weight-decay", type=float, help="AdamW's weight decay (0: Adam), " + recipe("weight_decay"))
+    p.add_argument("--beta", type=float, help="SmoothL1Loss beta, " + recipe("beta"))
+    p.add_argument("--schedule", choices=["constant", "cosine"],
+                   help="learning rate schedule (cosine: two warm-up epochs, then down to 0), " + recipe("schedule"))
+    p.add_argument("--heatmap-loss", type=float,
+                   help="weight of HeatmapNet's heatmap regularizer (0: none), " + recipe("heatmap_loss"))
+    p.add_argument("--input-size", type=int, help="HeatmapNet's input size in pixels, " + recipe("input_size"))
+    p.add_argument("--width", type=int,
+                   help="HeatmapNet's channels in its first layer (doubled at each halving), " + recipe("width"))
     p.add_argument("--photos", help="300-W photo folder (NAME.jpg + NAME.pts) to train on beside the course frames "
                                     "(default: $FKP_300W_DIR or ./data/300w)")
-    p.add_argument("--photos-weight", type=int, help="times each training photo is seen per epoch (0: course alone)")
+    p.add_argument("--photos-weight", type=int,
+                   help="times each training photo is seen per epoch (0: course frames alone), "
+                        + recipe("photos_weight"))
     p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
     p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="data loading processes")
+    p.add_argument("--seed", type=int, help="seed of the weights' start and of every epoch's shuffle (default: 0)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (for tests)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt, with the settings it was started with")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     args = p.parse_args(argv)
+    args.given = {k for k in SETTINGS if getattr(args, k) not in (None, False)}
+    args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
+    for k in ("input_size", "width"):
+        if getattr(args, k) is not None and k not in RECIPES[args.model]:
+            p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} has a fixed shape")
     if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
         p.error(f"--input-size must be a positive multiple of 16 (HeatmapNet halves it 4 times), not {args.input_size}")
     for k, v in RECIPES[args.model].items():
@@ -172,7 +232,8 @@ def parse_args(argv=None):
     return args
 
 
-def train(args):
+def train(args, stop=None):
+    stop = stop or Stop()
     distributed = "RANK" in os.environ
     if distributed:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -180,9 +241,20 @@ def train(args):
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     main_proc = rank == 0
     ckpt_path = args.out.with_suffix(".ckpt")
+    state = None
+    if args.resume:
+        state = load_checkpoint(ckpt_path)
+        take_settings(args, state, ckpt_path)
+        if state["model"] != args.model:
+            raise WeightsError(f"{ckpt_path}: holds a {state['model']}, expected a {args.model}")
+        if state["epoch"] >= args.epochs:
+            raise TrainError(f"{ckpt_path}: the run is finished ({state['epoch']} of {args.epochs} epochs); "
+                             "nothing to resume")
+    elif not args.force and (args.out.exists() or ckpt_path.exists()):
+        raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
 
     torch.manual_seed(args.seed)
-    model = MODELS[args.model](**({"input_size": args.input_size} if args.input_size else {}))
+    model = MODELS[args.model](**{k: getattr(args, k) for k in ("input_size", "width") if k in RECIPES[args.model]})
     photos = dl.photos_dir(args.photos)
     if args.photos_weight and not photos.is_dir():
         if args.photos:
@@ -195,17 +267,12 @@ def train(args):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay) \
         if args.weight_decay else torch.optim.Adam(model.parameters(), lr=args.lr)
     history, start = [], 0
-    if args.resume:
-        state = load_checkpoint(ckpt_path)
-        if state["model"] != args.model:
-            raise WeightsError(f"{ckpt_path}: holds a {state['model']}, expected a {args.model}")
+    if state:
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["epoch"]
         if main_proc:
-            print(f"resuming {ckpt_path} after epoch {start}")
-    elif not args.force and (args.out.exists() or ckpt_path.exists()):
-        raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
+            print(f"resuming {ckpt_path} after epoch {start} of {args.epochs}")
     model.to(device, memory_format=torch.channels_last)  # 10-15% faster convolutions on a CPU
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -219,7 +286,8 @@ def train(args):
     loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
     # Mixed precision where it helps: bf16 autocast on a GPU; full precision on the CPU.
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers) for k, v in val_sets.items()}
+    val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers, worker_init_fn=quiet_worker)
+                   for k, v in val_sets.items()}
     steps_done, meta = 0, None
     for epoch in range(start, args.epochs):
         # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
@@ -228,11 +296,13 @@ def train(args):
         torch.manual_seed(args.seed * 1000 + epoch)
         sampler = torch.utils.data.DistributedSampler(train_set, seed=args.seed + epoch) if distributed else None
         loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                            generator=gen, num_workers=args.workers, drop_last=len(train_set) > args.batch_size)
+                            generator=gen, num_workers=args.workers, drop_last=len(train_set) > args.batch_size,
+                            worker_init_fn=quiet_worker)
         model.train()
         total, n, t0 = 0.0, 0, time.time()
         for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not main_proc,
                                           leave=False)):
+            stop.check(distributed)
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch, step, len(loader), args)
             x = batch["image"].to(device, memory_format=torch.channels_last)
@@ -264,10 +334,12 @@ def train(args):
             # A crop whose heatmaps peak at less than 58% of a typical validation face's is taken for no face
             # (the fraction that found the most faces with the fewest false boxes on the wild photos, README.md).
             meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
+                    "settings": {k: getattr(args, k) for k in SETTINGS},
                     "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0}
             atomic_save(checkpoint(net, **meta), args.out)
             atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
             plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
+        stop.check(distributed)
         if args.max_steps and steps_done >= args.max_steps:
             break
     val_set = torch.utils.data.ConcatDataset(list(val_sets.values()))
@@ -284,12 +356,15 @@ def train(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    # SIGTERM (a scheduler, a kill) ends the run like Ctrl-C: the last complete checkpoint stays as it was.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = Stop()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        train(args)
-    except KeyboardInterrupt:
-        sys.exit(f"interrupted: {args.out.with_suffix('.ckpt')} holds the last complete epoch; continue with --resume")
+        train(args, stop)
+    except (Interrupted, KeyboardInterrupt):
+        ckpt = args.out.with_suffix(".ckpt")
+        sys.exit(f"interrupted: {ckpt} holds the last complete epoch; continue with --resume" if ckpt.exists()
+                 else "interrupted before the first epoch ended: nothing was saved")
     except (TrainError, WeightsError, dl.DataError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:

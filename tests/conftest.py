@@ -1,14 +1,23 @@
+import os
+import shutil
+
 import numpy as np
 import pytest
 
 import data_load as dl
 
+# FKP_NO_SKIP=1 (CI) runs the tests that need the data or the browser even without them: they fail, not skip.
+REQUIRE = os.environ.get("FKP_NO_SKIP") == "1"
 DATA = dl.data_dir()
 HAS_DATA = (DATA / "test_frames_keypoints.csv").exists()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason="course data not found: set FKP_DATA_DIR")
+needs_data = pytest.mark.skipif(not HAS_DATA and not REQUIRE,
+                                reason=f"course data not found in {DATA}: set FKP_DATA_DIR")
 PHOTOS = dl.photos_dir()
-needs_photos = pytest.mark.skipif(not (PHOTOS / "test_photos.txt").exists(),
-                                  reason="300-W photos not found: set FKP_300W_DIR")
+needs_photos = pytest.mark.skipif(not (PHOTOS / "test_photos.txt").exists() and not REQUIRE,
+                                  reason=f"300-W photos not found in {PHOTOS}: set FKP_300W_DIR")
+CHROMIUM = os.environ.get("FKP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+needs_browser = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE,
+                                   reason="no Chromium for the browser tests: make chromium (Debian's package)")
 
 
 @pytest.fixture(scope="session")

@@ -53,10 +53,10 @@ def test_empty_set_is_a_clear_error(tmp_path):
 
 
 @needs_data
-def test_json_line_of_a_real_run():
-    r = run("--data", DATA, "--split", "unseen", "--protocol", "pipeline", "--json")
+def test_json_file_of_a_real_run(tmp_path):
+    r = run("--data", DATA, "--split", "unseen", "--protocol", "pipeline", "--json", tmp_path / "f.json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads((tmp_path / "f.json").read_text())
     assert {"split", "protocol", "n", "found", "nme", "fail_10", "auc_10", "ms_per_face"} <= set(out)
     assert (out["split"], out["protocol"], out["n"]) == ("unseen", "pipeline", 153)
 
@@ -81,10 +81,10 @@ def test_a_300w_folder_is_measured_per_source(tmp_path):
         (tmp_path / folder).mkdir()
         cv2.imwrite(str(tmp_path / folder / f"{photo}.jpg"), demo)
         write_pts(tmp_path / folder / f"{photo}.pts", kp)
-    r = run("--photos", tmp_path, "--photo-split", "all", "--json")
+    r = run("--photos", tmp_path, "--photo-split", "all", "--json", tmp_path / "f.json")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert any(l.strip().startswith("afw") for l in lines) and any(l.strip().startswith("helen_train") for l in lines)
     assert "mean signed offset" in r.stdout
-    out = json.loads(lines[-1])
+    out = json.loads((tmp_path / "f.json").read_text())
     assert (out["split"], out["n"], out["found"]) == ("all", 2, 2)

@@ -1,3 +1,4 @@
+import contextlib
 import errno
 import os
 import signal
@@ -43,16 +44,21 @@ def test_photos_join_training_from_their_train_split_only(tmp_path):
         train.train(args)
 
 
-def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
-    run(tmp_path, "--epochs", "3", name="straight.pt")
-
+@contextlib.contextmanager
+def killed_after_epoch_1(monkeypatch):
     def killed(*args):  # the run dies right after epoch 1's checkpoint
         raise KeyboardInterrupt
 
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(train, "plot_losses", killed)
-        with pytest.raises(KeyboardInterrupt):
-            run(tmp_path, "--epochs", "3", name="resumed.pt")
+        yield
+
+
+def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
+    run(tmp_path, "--epochs", "3", name="straight.pt")
+
+    with killed_after_epoch_1(monkeypatch):
+        run(tmp_path, "--epochs", "3", name="resumed.pt")
     run(tmp_path, "--epochs", "3", "--resume", name="resumed.pt")
     a = load_checkpoint(tmp_path / "straight.pt")
     b = load_checkpoint(tmp_path / "resumed.pt")
@@ -86,7 +92,8 @@ def test_nan_loss_stops_before_writing_weights(tmp_path, monkeypatch):
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    run(tmp_path, "--epochs", "1")
+    with killed_after_epoch_1(monkeypatch):
+        run(tmp_path, "--epochs", "2")
     before = (tmp_path / "w.ckpt").read_bytes()
 
     def full(obj, path):
@@ -95,9 +102,9 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train.torch, "save", full)
     with pytest.raises(train.TrainError, match="w.pt: cannot write \\(No space left on device\\); the previous file"):
-        run(tmp_path, "--epochs", "2", "--resume")
+        run(tmp_path, "--resume")
     assert (tmp_path / "w.ckpt").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt", "w_loss.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt"]
 
 
 def test_an_input_size_heatmapnet_cannot_halve_four_times_is_refused(capsys):
@@ -115,20 +122,54 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_sigterm_keeps_the_last_checkpoint_and_resume_goes_on(tmp_path):
-    cmd = [sys.executable, "train.py", *QUICK, "--epochs", "200", "--out", str(tmp_path / "w.pt")]
+def interrupt(out, epochs, delay, sig):
+    """Start train.py, send sig delay seconds after its first checkpoint: (exit status, stderr)."""
+    cmd = [sys.executable, "train.py", *QUICK, "--epochs", str(epochs), "--out", str(out)]
     p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.time() + 120
-    while not (tmp_path / "w.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGTERM)
+    while not out.with_suffix(".ckpt").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)
+    p.send_signal(sig)
     err = p.communicate(timeout=60)[1]
-    assert p.returncode == 1 and "interrupted:" in err and "--resume" in err
-    epoch = load_checkpoint(tmp_path / "w.ckpt")["epoch"]
-    assert 1 <= epoch < 200
-    run(tmp_path, "--epochs", str(epoch + 1), "--resume")
-    assert load_checkpoint(tmp_path / "w.ckpt")["epoch"] == epoch + 1
+    return p.returncode, err
+
+
+def test_a_signal_at_any_moment_keeps_the_last_checkpoint_whole(tmp_path):
+    # An epoch here takes a fraction of a second (steps, validation, two saves, the loss plot): the delays land the
+    # signal in all of its parts, Ctrl-C and SIGTERM alike.
+    delays = [0.0, 0.01, 0.02, 0.04, 0.06, 0.09, 0.13, 0.17, 0.23, 0.3, 0.4, 0.55]
+    for i, delay in enumerate(delays):
+        out = tmp_path / f"w{i}.pt"
+        code, err = interrupt(out, 200, delay, signal.SIGTERM if i % 2 else signal.SIGINT)
+        assert code == 1 and "Traceback" not in err, (delay, err[-1500:])
+        assert err.strip().splitlines()[-1] == f"interrupted: {out.with_suffix('.ckpt')} holds the last complete " \
+                                               "epoch; continue with --resume", (delay, err[-500:])
+        state = load_checkpoint(out.with_suffix(".ckpt"))
+        assert 1 <= state["epoch"] < 200 and [h["epoch"] for h in state["history"]] == list(range(1, state["epoch"] + 1))
+        assert load_checkpoint(out)["history"] == state["history"]
+        assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_resume_goes_on_with_the_runs_own_settings(tmp_path):
+    code, err = interrupt(tmp_path / "w.pt", 6, 0.0, signal.SIGTERM)
+    assert code == 1, err
+    done = load_checkpoint(tmp_path / "w.ckpt")["epoch"]
+    # Settings that contradict the run's are refused; the run's own are taken without being repeated.
+    with pytest.raises(train.TrainError, match="started with epochs 6, not 7; --resume goes on with the run's own"):
+        train.train(train.parse_args(QUICK + ["--out", str(tmp_path / "w.pt"), "--resume", "--epochs", "7"]))
+    args = train.parse_args(["--data", str(DATA), "--workers", "0", "--out", str(tmp_path / "w.pt"), "--resume"])
+    _, history = train.train(args)
+    assert (args.epochs, args.input_size, args.subset) == (6, 32, 16)
+    assert [h["epoch"] for h in history] == list(range(1, 7)) and done < 6
+    with pytest.raises(train.TrainError, match="the run is finished \\(6 of 6 epochs\\); nothing to resume"):
+        train.train(train.parse_args(["--out", str(tmp_path / "w.pt"), "--resume", "--workers", "0"]))
+
+
+def test_zero_epochs_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--epochs", "0"])
+    assert "--epochs 0: nothing to train; give at least 1" in capsys.readouterr().err
 
 
 WRAPPER = """
