@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 import data_load as dl
 from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, Tracker, draw
+from filters import OVERLAYS
 from models import WeightsError
 
 ROOT = Path(__file__).parent
@@ -55,8 +56,8 @@ def create_app(fkd):
         data = file.file.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
             return error(413, f"{name}: larger than {MAX_UPLOAD // 2 ** 20} MB")
-        if overlay and overlay not in ("sunglasses", "moustache", "hat"):
-            return error(400, f"overlay {overlay!r}: one of sunglasses, moustache, hat")
+        if overlay and overlay not in OVERLAYS:  # a built-in's name only: never a path on the server
+            return error(400, f"overlay {overlay!r}: one of {', '.join(OVERLAYS)}")
         try:
             rgb = dl.decode_image(data, name)
         except dl.DataError as e:

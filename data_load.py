@@ -445,12 +445,15 @@ def crop_rect(box, image_shape, margin=0.3):
     return x0, y0, x1, y1
 
 
-def cut_crop(image, rect, size):
+def cut_crop(image, rect, size, gray=False):
     """The size x size crop of rect (black where it leaves the image), as warpAffine with crop_matrix makes it in
-    training: bilinear, or area averaging for a crop over twice the size, against aliasing."""
+    training: bilinear, or area averaging for a crop over twice the size, against aliasing. gray: of an RGB image,
+    made gray before resizing (a third of the pixels to average; the same crop as gray after, to a level)."""
     x0, y0, x1, y1 = rect
     H, W = image.shape[:2]
     roi = image[max(0, y0):min(H, y1), max(0, x0):min(W, x1)]
+    if gray:
+        roi = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
     if (x0, y0, x1, y1) != (max(0, x0), max(0, y0), min(W, x1), min(H, y1)):
         roi = cv2.copyMakeBorder(roi, max(0, -y0), max(0, y1 - H), max(0, -x0), max(0, x1 - W),
                                  cv2.BORDER_CONSTANT, value=0)

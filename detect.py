@@ -249,9 +249,7 @@ class FaceKeypointDetector:
         size, channels = self.model.input_size, self.model.in_channels
         batch = np.empty((len(rects), channels, size, size), np.float32)
         for i, rect in enumerate(rects):
-            crop = dl.cut_crop(rgb, rect, size)
-            if channels == 1:  # gray after cutting and resizing, as in training (data_load.to_input)
-                crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+            crop = dl.cut_crop(rgb, rect, size, gray=channels == 1)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         n = len(rects)
         if self.flip:
@@ -260,6 +258,7 @@ class FaceKeypointDetector:
         pts = dl.keypoints_to_pixels(out, size)
         if self.flip:
             pts = (pts[:n] + dl.mirror_keypoints(pts[n:], size)) / 2
+        pts = pts + self.model.eye_line_offset * (pts[:, 45:46] - pts[:, 36:37])  # the labels' convention
         return dl.from_crop(pts, rects, size), conf[:n]
 
     def run_torch(self, batch):

@@ -185,6 +185,9 @@ def load_model(path, device="cpu", expected=None):
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
     # Below this confidence a crop is taken for no face; train.py measures it on the validation faces.
     model.min_confidence = float(ckpt.get("min_confidence", 0.0))
+    # Where the labels sit along each face's eye line, from the points the model gives (train.validate): detect.py
+    # moves every point by it, in eye distances.
+    model.eye_line_offset = float(ckpt.get("eye_line_offset", 0.0))
     # The same model quantized to int8 ONNX (detect.quantize), when train.py has added one: bytes, or None.
     model.int8_onnx = ckpt["int8_onnx"].numpy().tobytes() if "int8_onnx" in ckpt else None
     return model.to(device).eval()

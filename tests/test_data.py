@@ -245,6 +245,10 @@ def test_crops_past_the_image_edge_are_black_not_squeezed():
         warped = cv2.warpAffine(image, dl.crop_matrix(rect, 64), (64, 64), flags=cv2.INTER_LINEAR)
         assert crop.shape == (64, 64, 3) and np.abs(crop.astype(int) - warped).max() <= 1
     assert dl.cut_crop(image, (-30, -10, 70, 90), 100)[:9].max() == 0  # above the image: black
+    for rect in [(-30, -10, 70, 90), (5, 5, 100, 100)]:  # gray before resizing: the crop the model trained on
+        for size in (64, 32):  # bilinear, and area averaging
+            after = cv2.cvtColor(dl.cut_crop(image, rect, size), cv2.COLOR_RGB2GRAY).astype(int)
+            assert np.abs(dl.cut_crop(image, rect, size, gray=True) - after).max() <= 1
     with pytest.raises(dl.DataError, match="lies outside the 100x120 image"):
         dl.crop_rect((200, 10, 50, 50), image.shape)
 

@@ -63,6 +63,15 @@ def test_api_takes_paths_and_every_pixel_format(fkd, demo_bgr):
     assert abs(ref.pose[0]) < 45 and abs(ref.pose[2]) < 30  # a face looking at the camera, upright
 
 
+def test_points_move_by_the_labels_offset_along_the_eye_line(fkd, demo_bgr, monkeypatch):
+    monkeypatch.setattr(fkd.model, "eye_line_offset", 0.0)
+    (plain,) = fkd.detect(demo_bgr)
+    monkeypatch.setattr(fkd.model, "eye_line_offset", 0.05)
+    (moved,) = fkd.detect(demo_bgr)
+    eye = plain.keypoints[45] - plain.keypoints[36]
+    assert np.abs(moved.keypoints - plain.keypoints - 0.05 * eye).max() < 0.05 * np.linalg.norm(eye) * 0.02
+
+
 def test_all_faces_of_an_image_go_through_the_model_in_one_batch(fkd, demo_bgr, monkeypatch):
     two = np.hstack([demo_bgr, demo_bgr])
     calls = []
