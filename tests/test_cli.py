@@ -105,6 +105,18 @@ def test_a_video_whose_copy_cannot_be_written_is_an_error(tmp_path):
     assert "0 of 1 file," in r.stdout
 
 
+def test_a_video_of_odd_size_is_written_as_h264(tmp_path):
+    import av
+
+    out = detect.VideoOut(tmp_path / "odd.mp4", 25, (361, 641, 3))
+    for _ in range(3):
+        out.write(np.full((361, 641, 3), 128, np.uint8))
+    out.close()
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    assert len(frames) == 3 and frames[0].shape == (360, 640, 3) and abs(int(frames[0].mean()) - 128) <= 6
+
+
 # ---------------------------------------------------------------- 4. nothing overwritten without --force
 
 def test_annotated_copies_are_never_overwritten_without_force(tmp_path):

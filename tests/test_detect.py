@@ -141,14 +141,16 @@ def rotated(image, degrees):
     return cv2.warpAffine(image, M, (side, side), borderMode=cv2.BORDER_REPLICATE), M
 
 
-def test_faces_tilted_30_degrees_are_found_with_their_points(fkd, demo_bgr):
+def test_faces_tilted_up_to_60_degrees_are_found_with_their_points(fkd, demo_bgr):
     ref = one_face(fkd.detect(demo_bgr))
-    for degrees in (-30, -15, 15, 30):
+    for degrees in (-60, -45, -30, -15, 15, 30, 45, 60):  # past 30: the second look, with the photo turned
         image, M = rotated(demo_bgr, degrees)
         f = one_face(fkd.detect(image))
         expected = dl.apply_affine(M.astype(np.float32), ref.keypoints)
         iod = np.linalg.norm(ref.keypoints[36] - ref.keypoints[45])
-        assert np.linalg.norm(f.keypoints - expected, axis=1).mean() < 0.1 * iod, degrees
+        # The model trained on tilts up to 45 degrees; at 60 it still finds the face, less precisely.
+        bound = 0.1 if abs(degrees) <= 45 else 0.15
+        assert np.linalg.norm(f.keypoints - expected, axis=1).mean() < bound * iod, degrees
 
 
 def test_a_photo_stored_sideways_is_turned_by_its_exif_tag(fkd, demo_bgr, tmp_path):
