@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -52,7 +53,7 @@ DETECT_MAX_SIDE = 1600
 # floor then drops the boxes that hold no face.
 DETECTORS = {"hog": {"window": 80, "min_size": 40, "threshold": -0.4}, "haar": {"window": 24, "min_size": 12}}
 # HOG finds faces tilted up to about 30 degrees in the picture. Where it finds none in a photo, detect() looks again
-# with the photo turned this many degrees either way, so that faces tilted up to about 60 degrees are found too.
+# with the photo turned this many degrees either way, for faces tilted further (the model is trained up to 45).
 TILT_SCAN = 35
 
 @dataclass
@@ -501,6 +502,29 @@ class VideoOut:
         self.container.close()
 
 
+class Stop:
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler, a kill) only raise a flag, which a long run reads at its safe points
+    (between files and video frames, between training steps) with check(): it never stops half-way through writing
+    a file. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def install(self):
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+        return self
+
+    def check(self):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+
+
 def read_frames(cap):
     """The frames of an opened cv2.VideoCapture until it runs out."""
     while True:
@@ -614,23 +638,25 @@ def main(argv=None):
     except OSError as e:
         sys.exit(f"error: {args.json}: cannot write ({e.strerror})")
     n_done, n_faces, n_failed, written, t0 = 0, 0, 0, [], time.time()
+    stop = Stop().install()
     try:
         for f in tqdm(files, desc="images", unit="file", disable=len(files) < 2):
+            stop.check()
             try:
                 if Path(f).suffix.lower() in VIDEO_EXTS:
-                    n_faces += run_video(fkd, f, args, results, taken, written)
+                    n_faces += run_video(fkd, f, args, results, taken, written, stop)
                 else:
                     rgb = fkd.as_rgb(f)
                     faces = fkd.detect(rgb, channels="rgb")
-                    results.add({"image": f, "width": rgb.shape[1], "height": rgb.shape[0],
-                                 "faces": [face.to_json() for face in faces]})
-                    n_faces += len(faces)
                     if args.out:
                         target = out_path(args.out, f, taken, args.force)
                         annotated = draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, args.pose, args.filter)
                         if not cv2.imwrite(str(target), annotated):
                             raise dl.DataError(f"{target}: cannot write the annotated copy")
                         written.append(target)
+                    results.add({"image": f, "width": rgb.shape[1], "height": rgb.shape[0],
+                                 "faces": [face.to_json() for face in faces]})
+                    n_faces += len(faces)
             except (dl.DataError, cv2.error) as e:
                 n_failed += 1
                 tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
@@ -649,7 +675,7 @@ def main(argv=None):
     return 1 if n_errors else 0
 
 
-def run_video(fkd, path, args, results, taken, written):
+def run_video(fkd, path, args, results, taken, written, stop):
     """Track faces through a video; one JSON entry per frame; an annotated copy as .mp4 in --out."""
     from tqdm import tqdm
 
@@ -661,6 +687,7 @@ def run_video(fkd, path, args, results, taken, written):
     try:
         for i, (frame, faces) in enumerate(tqdm(fkd.track(read_frames(cap), smooth=not args.no_smooth, fps=fps),
                                                 total=total, desc=Path(path).name, unit="frame", leave=False)):
+            stop.check()
             results.add({"image": path, "frame": i, "width": frame.shape[1], "height": frame.shape[0],
                          "faces": [f.to_json() for f in faces]})
             n_faces += len(faces)

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import data_load as dl
+import detect
 from detect import quantize
 from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint
 
@@ -32,8 +33,8 @@ from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkp
 RECIPES = {
     "Net": dict(epochs=3, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0,
                 photos_weight=0),
-    "HeatmapNet": dict(epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
-                       heatmap_loss=0.0, photos_weight=3, input_size=128, width=16),
+    "HeatmapNet": dict(epochs=50, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
+                       heatmap_loss=0.0, photos_weight=3, input_size=128, width=24),
 }
 
 
@@ -47,29 +48,15 @@ class TrainError(RuntimeError):
     pass
 
 
-class Interrupted(Exception):
-    """Raised by the training loop itself, between two steps, once Stop has seen a signal."""
-
-
-class Stop:
-    """SIGINT (Ctrl-C) and SIGTERM (a scheduler, a kill) only set a flag, which the loop checks between steps: a
-    signal never raises inside library code (mid-plot, mid-save), so the last complete checkpoint always stays
-    whole. A second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.signal = None
-
-    def __call__(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
+class Stop(detect.Stop):
+    """detect.Stop, read between training steps; with several processes (DDP), every one stops at the same step."""
 
     def check(self, distributed=False):
         stop = torch.tensor(float(self.signal is not None))
-        if distributed:  # every rank stops at the same step, or the others would wait for it forever
+        if distributed:  # or the others would wait for it forever
             dist.all_reduce(stop, dist.ReduceOp.MAX)
         if stop.item():
-            raise Interrupted
+            raise KeyboardInterrupt
 
 
 def quiet_worker(_):
@@ -363,12 +350,10 @@ def train(args, stop=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    stop = Stop()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop = Stop().install()
     try:
         train(args, stop)
-    except (Interrupted, KeyboardInterrupt):
+    except KeyboardInterrupt:
         ckpt = args.out.with_suffix(".ckpt")
         sys.exit(f"interrupted: {ckpt} holds the last complete epoch; continue with --resume" if ckpt.exists()
                  else "interrupted before the first epoch ended: nothing was saved")
