@@ -270,19 +270,20 @@ def source(path):
 
 class FaceSamples(Dataset):
     """Faces held in memory, each cut out around its keypoints (face_region) so that a training epoch reads no
-    files: sample = {'image', 'keypoints'} as FacialKeypointsDataset gives them, through transform."""
+    files: sample = {'image', 'keypoints'} as FacialKeypointsDataset gives them, through transform, and 'source':
+    which collection's annotators labelled them (a number, train.Conventions)."""
 
-    def __init__(self, images, keypoints, transform=None):
+    def __init__(self, images, keypoints, transform=None, source=0):
         cut = [face_region(im, kp) for im, kp in zip(images, keypoints)]
         self.images, self.keypoints = [c[0] for c in cut], [c[1] for c in cut]
-        self.transform = transform
+        self.transform, self.source = transform, source
 
     def __len__(self):
         return len(self.images)
 
     def __getitem__(self, idx):
         sample = {"image": self.images[idx], "keypoints": self.keypoints[idx].copy()}
-        return self.transform(sample) if self.transform else sample
+        return {**(self.transform(sample) if self.transform else sample), "source": self.source}
 
 
 def face_region(image, kp, context=4.0, max_extent=128):
@@ -515,15 +516,16 @@ class FaceCrop:
         crop = cv2.warpAffine(image, M, (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
         kp = apply_affine(M, kp)
+        mirrored = bool(self.augment and rng.rand() < 0.5)
+        if mirrored:
+            crop, kp = crop[:, ::-1], mirror_keypoints(kp, self.size)
         if self.augment:
-            crop, kp = self.photo_effects(crop, kp, rng)
-        return ToTensor()({"image": to_input(crop, self.channels), "keypoints": normalize_keypoints(kp, self.size)})
+            crop = self.photo_effects(crop, rng)
+        return {**ToTensor()({"image": to_input(crop, self.channels), "keypoints": normalize_keypoints(kp, self.size)}),
+                "mirrored": mirrored}
 
-    def photo_effects(self, crop, kp, rng):
-        """A mirror half of the time, then what cameras and small faces do to the pixels."""
-        if rng.rand() < 0.5:
-            crop = crop[:, ::-1]
-            kp = mirror_keypoints(kp, self.size)
+    def photo_effects(self, crop, rng):
+        """What cameras and small faces do to the pixels."""
         if rng.rand() < 0.25:  # a small face: fewer pixels, scaled back up
             n = round(self.size * rng.uniform(0.25, 0.7))  # a size, not a factor: both resizes then align exactly
             small = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)
@@ -538,7 +540,7 @@ class FaceCrop:
             crop = cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(crop), quality)[1], cv2.IMREAD_UNCHANGED)
         if rng.rand() < 0.2:
             crop = crop + rng.normal(0, rng.uniform(2, 8), crop.shape).astype(np.float32)
-        return crop, kp
+        return crop
 
 
 def to_input(crop_rgb, channels):

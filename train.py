@@ -6,7 +6,8 @@
 
 Trains on the training images of the seen people, less a validation split made by person (data_load.is_validation);
 the unseen people and the test set are for measuring only. Every epoch writes, atomically, the full training state
-to OUT.ckpt (resume with --resume) and the weights to OUT; a loss plot goes to OUT with _loss.png. When the run
+to OUT.ckpt (resume with --resume) and the weights to OUT, and those of the epoch with the lowest validation NME so far
+to OUT with _best (the last epoch is not always the best); a loss plot goes to OUT with _loss.png. When the run
 ends, OUT also gets the model quantized to int8 ONNX (detect.quantize), which detect.py runs on a CPU.
 """
 import argparse
@@ -87,19 +88,46 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
                 {"course": dl.FacialKeypointsDataset(csv, root, dl.eval_transform, [names[i] for i in val])})
     train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True)
     val_tf = dl.FaceCrop(model.input_size, model.in_channels)
+    with_photos = photos is not None and photos_weight > 0
 
-    def faces(paths, keypoints, transform):  # held in memory: an epoch then reads no files
-        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform)
+    def faces(paths, keypoints, transform, source):  # held in memory: an epoch then reads no files
+        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform, source)
 
-    train_set = faces([root / names[i] for i in train], kps[train], train_tf)
-    vals = {"course": faces([root / names[i] for i in val], kps[val], val_tf)}
-    if photos is not None and photos_weight > 0:
+    # With photos, theirs is the labelling the model learns (300-W's, the one users expect); the course's is learned
+    # beside it (Conventions).
+    course = int(with_photos)
+    train_set = faces([root / names[i] for i in train], kps[train], train_tf, course)
+    vals = {"course": faces([root / names[i] for i in val], kps[val], val_tf, course)}
+    if with_photos:
         paths, k = dl.read_photos(photos, "train")
-        photo_train = faces(paths[:subset], k[:subset], train_tf)
+        photo_train = faces(paths[:subset], k[:subset], train_tf, 0)
         train_set = torch.utils.data.ConcatDataset([train_set] + [photo_train] * photos_weight)
         paths, k = dl.read_photos(photos, "validation")
-        vals["300w"] = faces(paths[:subset], k[:subset], val_tf)
+        vals["300w"] = faces(paths[:subset], k[:subset], val_tf, 0)
     return train_set, vals
+
+
+class Conventions(torch.nn.Module):
+    """Where each further source's annotators put the points, relative to the first source's: per point, an offset
+    along the face's eye line (point 36 to 45) and across it, in eye distances, learned with the network. The course
+    labels sit 2-3% of the eye distance away from 300-W's, up to 7% on the brows (measured on validation faces):
+    without this, the network would learn neither. Added to the network's points for the loss, mirrored with the
+    sample; the network itself learns the first source's labelling."""
+
+    def __init__(self, n_sources):
+        super().__init__()
+        self.offsets = torch.nn.Parameter(torch.zeros(n_sources - 1, dl.N_POINTS, 2))
+        self.register_buffer("perm", torch.from_numpy(dl.FLIP_PERM), persistent=False)
+
+    def forward(self, source, mirrored, target):
+        """(N,) source numbers, (N,) mirrored flags, N x 136 normalized labels -> N x 136 offsets to add."""
+        t = target.view(-1, dl.N_POINTS, 2)
+        ab = torch.cat([torch.zeros_like(self.offsets[:1]), self.offsets])[source]         # N x 68 x 2
+        # In a mirrored crop each point is its twin's, and "along the eye line" points the other way.
+        ab = torch.where(mirrored[:, None, None], ab[:, self.perm] * ab.new_tensor([-1.0, 1.0]), ab)
+        along = t[:, 45] - t[:, 36]
+        across = torch.stack([-along[:, 1], along[:, 0]], -1)                               # y down: below the eyes
+        return (ab[..., :1] * along[:, None] + ab[..., 1:] * across[:, None]).flatten(1)
 
 
 def atomic_save(obj, path):
@@ -138,15 +166,18 @@ def lr_at(epoch, step, steps, args):
     return args.lr * warm * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def evaluate_loss(model, loader, loss_fn, device):
+def evaluate_loss(model, loader, loss_fn, device, conventions=None):
     """(loss, NME %, confidences, mean offset along the eye line) on a validation loader: the offset from the
-    predicted points to the labels, along each face's line from point 36 to point 45, in eye distances."""
+    predicted points to the labels, along each face's line from point 36 to point 45, in eye distances. The points
+    are in each source's labelling when conventions are given."""
     model.eval()
     total, n, nmes, confs, along = 0.0, 0, [], [], []
     with torch.no_grad():
         for batch in loader:
             x, y = batch["image"].to(device), batch["keypoints"].to(device).flatten(1)
             out, conf = WithConfidence(model)(x)
+            if conventions is not None:
+                out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
             confs.append(conf.cpu())
             total += loss_fn(out, y).item() * len(x)
             n += len(x)
@@ -158,20 +189,28 @@ def evaluate_loss(model, loader, loss_fn, device):
     return total / max(n, 1), 100 * torch.cat(nmes).mean().item(), torch.cat(confs), torch.cat(along).mean().item()
 
 
-def validate(model, val_loaders, loss_fn, device):
+def validate(model, val_loaders, loss_fn, device, conventions=None):
     """{'val_loss', 'val_nme'} over all validation faces, 'val_nme_<source>' per source; their median confidence;
-    and the mean over the sources of their offset along the eye line (evaluate_loss)."""
-    per = {s: evaluate_loss(model, loader, loss_fn, device) for s, loader in val_loaders.items()}
+    and the offset along the eye line (evaluate_loss) of the source whose labelling the network learns."""
+    per = {s: evaluate_loss(model, loader, loss_fn, device, conventions) for s, loader in val_loaders.items()}
     counts = {s: len(loader.dataset) for s, loader in val_loaders.items()}
     n = max(sum(counts.values()), 1)
     out = {"val_loss": sum(per[s][0] * counts[s] for s in per) / n,
            "val_nme": sum(per[s][1] * counts[s] for s in per) / n}
     if len(per) > 1:
         out.update({f"val_nme_{s}": per[s][1] for s in per})
-    # The labels of both sources sit right of the mirror-symmetric place (the annotators' habit), which mirror
-    # augmentation cannot learn: detect.py moves every point by this offset (each source weighs the same).
-    offset = sum(v[3] for v in per.values()) / len(per) if per else 0.0
+    # The labels sit right of the mirror-symmetric place (the annotators' habit), which mirror augmentation cannot
+    # teach: detect.py moves every point by this offset, measured on the photos when there are some.
+    offset = per["300w" if "300w" in per else "course"][3] if per else 0.0
     return out, torch.cat([c for _, _, c, _ in per.values()]).median().item(), offset
+
+
+def use_bf16(setting, device):
+    """Whether --bf16 SETTING means bfloat16 autocast on device."""
+    if setting != "auto":
+        return setting == "on"
+    # torch.cpu's checks are private but the only ones that tell native bf16 from the emulated kind
+    return device.type == "cuda" or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def parse_args(argv=None):
@@ -203,6 +242,9 @@ def parse_args(argv=None):
                         + recipe("photos_weight"))
     p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
     p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast. auto: on a GPU, and on a CPU with native bf16 (avx512_bf16 or AMX); "
+                        "off elsewhere, as emulated bf16 is slower than float32")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="data loading processes")
     p.add_argument("--seed", type=int, help="seed of the weights' start and of every epoch's shuffle (default: 0)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (for tests)")
@@ -257,16 +299,22 @@ def train(args, stop=None):
         photos = None
     train_set, val_sets = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
                                    args.all_people)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay) \
-        if args.weight_decay else torch.optim.Adam(model.parameters(), lr=args.lr)
+    conventions = Conventions(len(val_sets)) if len(val_sets) > 1 else None
+    params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \
+        if args.weight_decay else torch.optim.Adam(params, lr=args.lr)
     history, start = [], 0
     if state:
         model.load_state_dict(state["state_dict"])
+        if conventions:
+            conventions.offsets.data.copy_(state["conventions"])
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["epoch"]
         if main_proc:
             print(f"resuming {ckpt_path} after epoch {start} of {args.epochs}")
     model.to(device, memory_format=torch.channels_last)  # 10-15% faster convolutions on a CPU
+    if conventions:
+        conventions.to(device)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     net = model.module if distributed else model
@@ -277,8 +325,7 @@ def train(args, stop=None):
               + ", ".join(f"{len(v)} {k}" for k, v in val_sets.items()) + f" on {device}")
 
     loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
-    # Mixed precision where it helps: bf16 autocast on a GPU; full precision on the CPU.
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(args.bf16, device))
     val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers, worker_init_fn=quiet_worker)
                    for k, v in val_sets.items()}
     steps_done, meta = 0, None
@@ -301,16 +348,20 @@ def train(args, stop=None):
             x = batch["image"].to(device, memory_format=torch.channels_last)
             y = batch["keypoints"].to(device).flatten(1)
             with amp:
+                out, heat = model(x, with_heatmaps=True) if args.heatmap_loss else (model(x), None)
+                if conventions:
+                    out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
+                loss = loss_fn(out.float(), y)
                 if args.heatmap_loss:
-                    out, heat = model(x, with_heatmaps=True)
-                    loss = loss_fn(out.float(), y) + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
-                else:
-                    loss = loss_fn(model(x).float(), y)
+                    loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
             if not torch.isfinite(loss):
                 raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
                                  f"NaN weights (try a lower --lr); {ckpt_path} holds the last good epoch")
             opt.zero_grad()
             loss.backward()
+            if distributed and conventions:  # outside DDP's model: average its gradient by hand
+                dist.all_reduce(conventions.offsets.grad)
+                conventions.offsets.grad /= dist.get_world_size()
             opt.step()
             total += loss.item() * len(x)
             n += len(x)
@@ -320,7 +371,7 @@ def train(args, stop=None):
         if distributed:  # DDP keeps the weights equal; BatchNorm's running statistics are each rank's own
             for b in net.buffers():
                 dist.broadcast(b, 0)
-        val, val_conf, offset = validate(net, val_loaders, loss_fn, device)
+        val, val_conf, offset = validate(net, val_loaders, loss_fn, device, conventions)
         history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), **val, "seconds": time.time() - t0})
         if main_proc:
             print(json.dumps(history[-1]), flush=True)
@@ -329,8 +380,11 @@ def train(args, stop=None):
             meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
                     "settings": {k: getattr(args, k) for k in SETTINGS},
                     "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0,
-                    "eye_line_offset": offset if args.model == "HeatmapNet" else 0.0}
+                    "eye_line_offset": offset if args.model == "HeatmapNet" else 0.0,
+                    **({"conventions": conventions.offsets.detach().cpu()} if conventions else {})}
             atomic_save(checkpoint(net, **meta), args.out)
+            if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
+                atomic_save(checkpoint(net, **meta), args.out.with_name(args.out.stem + "_best" + args.out.suffix))
             atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
             plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
         stop.check(distributed)

@@ -38,10 +38,30 @@ def test_photos_join_training_from_their_train_split_only(tmp_path):
     n_course = len(train.datasets(model, DATA, None, subset=100)[0])
     assert len(train_set) == n_course + 2 * split["train"] and len(vals["300w"]) == split["validation"]
     assert train_set[len(train_set) - 1]["image"].shape == (1, 32, 32)
+    # the photos' labelling is the one the network learns (source 0); the course's is learned beside it
+    assert (train_set[0]["source"], train_set[len(train_set) - 1]["source"]) == (1, 0)
+    assert (vals["course"][0]["source"], vals["300w"][0]["source"]) == (1, 0)
     # --photos naming no folder is an error, not a quiet fallback to the course frames.
     args = train.parse_args(QUICK[:-2] + ["--photos", str(tmp_path / "none"), "--out", str(tmp_path / "w.pt")])
     with pytest.raises(dl.DataError, match="none: no such folder"):
         train.train(args)
+
+
+def test_a_sources_labelling_offsets_mirror_with_the_face():
+    conventions = train.Conventions(2)
+    conventions.offsets.data.normal_(0, 0.05)
+    torch.manual_seed(0)
+    t = torch.rand(3, 68, 2) * 90
+    mirrored = torch.from_numpy(dl.mirror_keypoints(t.numpy(), 100))
+
+    def offsets(points, source, flag):
+        return conventions(torch.tensor([source] * 3), torch.tensor([flag] * 3), points.flatten(1)).view(-1, 68, 2)
+
+    d = offsets(t, 1, False)
+    # labels moved by the offsets, then mirrored = the mirrored labels moved by the offsets of a mirrored sample
+    mirror_of_moved = torch.from_numpy(dl.mirror_keypoints((t + d).detach().numpy(), 100))
+    assert torch.allclose(mirror_of_moved, mirrored + offsets(mirrored, 1, True), atol=1e-4)
+    assert d.abs().max() > 0.5 and offsets(t, 0, False).abs().max() == 0  # source 0: the network's own labelling
 
 
 @contextlib.contextmanager
@@ -66,6 +86,9 @@ def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     assert (tmp_path / "straight_loss.png").stat().st_size > 0
+    # beside the last epoch, the best one on validation
+    nme = [h["val_nme"] for h in a["history"]]
+    assert len(load_checkpoint(tmp_path / "straight_best.pt")["history"]) == nme.index(min(nme)) + 1
 
 
 def test_a_finished_run_adds_the_int8_model_that_detect_runs(tmp_path):
@@ -75,6 +98,14 @@ def test_a_finished_run_adds_the_int8_model_that_detect_runs(tmp_path):
     with pytest.raises(WeightsError, match="w.ckpt: holds no int8 model"):
         detect.FaceKeypointDetector(tmp_path / "w.ckpt", runtime="int8")
     assert detect.FaceKeypointDetector(tmp_path / "w.ckpt").runtime == "onnx"
+
+
+def test_bf16_autocast_trains_and_is_on_by_default_only_where_native(tmp_path):
+    _, history = run(tmp_path, "--epochs", "1", "--bf16", "on")
+    assert history[0]["val_loss"] < 1e3
+    assert train.use_bf16("auto", torch.device("cuda")) and not train.use_bf16("off", torch.device("cuda"))
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert train.use_bf16("auto", torch.device("cpu")) == native
 
 
 def test_existing_weights_are_not_overwritten(tmp_path):
@@ -104,7 +135,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(train.TrainError, match="w.pt: cannot write \\(No space left on device\\); the previous file"):
         run(tmp_path, "--resume")
     assert (tmp_path / "w.ckpt").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.ckpt", "w.pt", "w_best.pt"]
 
 
 def test_an_input_size_heatmapnet_cannot_halve_four_times_is_refused(capsys):
