@@ -110,9 +110,9 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
 class Conventions(torch.nn.Module):
     """Where each further source's annotators put the points, relative to the first source's: per point, an offset
     along the face's eye line (point 36 to 45) and across it, in eye distances, learned with the network. The course
-    labels sit 2-3% of the eye distance away from 300-W's, up to 7% on the brows (measured on validation faces):
-    without this, the network would learn neither. Added to the network's points for the loss, mirrored with the
-    sample; the network itself learns the first source's labelling."""
+    labels sit a few percent of the eye distance away from 300-W's, differently per point: without this, the network
+    would learn a blend of the two. Added to the network's points for the loss, mirrored with the sample; the network
+    itself learns the first source's labelling."""
 
     def __init__(self, n_sources):
         super().__init__()
@@ -276,6 +276,7 @@ def train(args, stop=None):
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     main_proc = rank == 0
     ckpt_path = args.out.with_suffix(".ckpt")
+    best_path = args.out.with_name(args.out.stem + "_best" + args.out.suffix)
     state = None
     if args.resume:
         state = load_checkpoint(ckpt_path)
@@ -285,7 +286,7 @@ def train(args, stop=None):
         if state["epoch"] >= args.epochs:
             raise TrainError(f"{ckpt_path}: the run is finished ({state['epoch']} of {args.epochs} epochs); "
                              "nothing to resume")
-    elif not args.force and (args.out.exists() or ckpt_path.exists()):
+    elif not args.force and any(f.exists() for f in (args.out, ckpt_path, best_path)):
         raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
 
     torch.manual_seed(args.seed)
@@ -384,7 +385,7 @@ def train(args, stop=None):
                     **({"conventions": conventions.offsets.detach().cpu()} if conventions else {})}
             atomic_save(checkpoint(net, **meta), args.out)
             if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
-                atomic_save(checkpoint(net, **meta), args.out.with_name(args.out.stem + "_best" + args.out.suffix))
+                atomic_save(checkpoint(net, **meta), best_path)
             atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
             plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
         stop.check(distributed)
