@@ -179,10 +179,13 @@ class FaceKeypointDetector:
     the weights have one), 'onnx' (ONNX Runtime, float; the CPU default otherwise) or 'torch' (the default on a GPU).
     flip: also run each crop mirrored and average the two. refine: a second pass on the crop that the first pass's
     points give, the crop the model was trained on. Each costs a second model run per face and lowers the error
-    (README.md has the figures): worth it for photos, where the face detector takes far longer than the model."""
+    (README.md has the figures): worth it for photos, where the face detector takes far longer than the model.
+    labelling: whose convention the points follow, one of the weights' labellings ('300w', the default of weights
+    trained with photos, or 'course', the course data's annotators)."""
 
     def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, hog_threshold=None,
-                 scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False):
+                 scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False,
+                 labelling=None):
         self.device = check_device(device)
         self.model = load_model(weights, self.device)
         self.min_confidence = self.model.min_confidence if min_confidence is None else min_confidence
@@ -207,6 +210,10 @@ class FaceKeypointDetector:
         self.hog_threshold = DETECTORS["hog"]["threshold"] if hog_threshold is None else hog_threshold
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
         self.flip, self.refine = flip, refine
+        known = self.model.labellings
+        if labelling is not None and labelling not in known:
+            raise ValueError(f"{weights}: knows the labelling(s) {', '.join(known) or '(none)'}, not {labelling!r}")
+        self.labelling = labelling or next(iter(known), None)
 
     # ------------------------------------------------------------ the two stages
 
@@ -283,7 +290,11 @@ class FaceKeypointDetector:
         pts = dl.keypoints_to_pixels(out, size)
         if self.flip:
             pts = (pts[:n] + dl.mirror_keypoints(pts[n:], size)) / 2
-        pts = pts + self.model.eye_line_offset * (pts[:, 45:46] - pts[:, 36:37])  # the labels' convention
+        if self.labelling:  # the labels' convention, per point along and across the eye line
+            along = pts[:, 45:46] - pts[:, 36:37]
+            across = np.concatenate([-along[..., 1:], along[..., :1]], -1)  # y down: below the eyes
+            ab = self.model.labellings[self.labelling]
+            pts = pts + ab[:, :1] * along + ab[:, 1:] * across
         return dl.from_crop(pts, rects, size), conf[:n]
 
     def run_torch(self, batch):
@@ -580,6 +591,10 @@ def parse_args(argv=None):
     p.add_argument("--flip", action="store_true", help="also run each face mirrored (more accurate, slower)")
     p.add_argument("--refine", action="store_true",
                    help="a second pass on the crop the first pass's points give (more accurate, slower)")
+    p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="how the model runs (default on a CPU: "
+                   "int8 ONNX; onnx, the float model, is more accurate and slower)")
+    p.add_argument("--labelling", metavar="NAME", help="whose convention the points follow: 300w (the shipped "
+                   "model's default, as most tools) or course (the course data's annotators)")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing --json file and annotated copies (without it they get new names)")
     args = p.parse_args(argv)
@@ -621,7 +636,8 @@ def main(argv=None):
         fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, args.device, detector=args.detector,
                                    min_size=args.min_size, hog_threshold=args.hog_threshold, scale_factor=args.scale_factor,
                                    min_neighbors=args.min_neighbors, min_confidence=args.min_confidence,
-                                   flip=args.flip, refine=args.refine)
+                                   flip=args.flip, refine=args.refine, runtime=args.runtime,
+                                   labelling=args.labelling)
     except (WeightsError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.camera is not None:

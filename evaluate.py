@@ -86,16 +86,22 @@ def pick(boxes, gt):
 
 
 def detector(args):
-    """The pipeline as --weights, --runtime, --flip, --refine and --min-confidence set it."""
-    return FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector, runtime=args.runtime,
-                                flip=args.flip, refine=args.refine, min_confidence=args.min_confidence)
+    """The pipeline as --weights, --runtime, --flip, --refine, --min-confidence and --labelling set it."""
+    fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector, runtime=args.runtime,
+                               flip=args.flip, refine=args.refine, min_confidence=args.min_confidence,
+                               labelling=args.labelling)
+    if not args.labelling and not args.photos and "course" in fkd.model.labellings:
+        fkd.labelling = "course"  # measured against the course's labels: in their convention
+    return fkd
 
 
 class OurModel:
     def __init__(self, fkd, weights):
         self.fkd = fkd
         self.model = fkd.model
-        how = ", ".join([fkd.detector, fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)])
+        default = next(iter(self.model.labellings), None)
+        how = ", ".join([fkd.detector, fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)]
+                        + [f"{fkd.labelling} labels"] * (fkd.labelling != default))
         self.name = f"{type(self.model).__name__} ({Path(weights).name}, {how})"
         self.boxes = 0  # faces reported in all, the labelled one and any other
 
@@ -293,6 +299,8 @@ def main(argv=None):
                    help="how the model runs (default: int8 when the weights have it, else onnx)")
     p.add_argument("--flip", action="store_true", help="test-time flip: also run each face mirrored")
     p.add_argument("--refine", action="store_true", help="a second pass on the crop the first pass's points give")
+    p.add_argument("--labelling", metavar="NAME", help="whose convention the points follow (default: the labels' "
+                   "own: course on the course data when the weights know it, else the weights' first)")
     p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
     p.add_argument("--compare", choices=["dlib"], help="also measure dlib's HOG detector and 68-point predictor")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every predictor")

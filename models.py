@@ -150,7 +150,8 @@ def load_checkpoint(path, map_location="cpu"):
     except Exception as e:  # torch raises a zoo of types for files that are not checkpoints
         raise WeightsError(f"{path}: not a PyTorch checkpoint ({type(e).__name__})") from None
     if isinstance(ckpt, dict) and "state_dict" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        ckpt = {"model": "Net", "config": {}, "state_dict": ckpt}  # a bare state_dict, as the course saves it
+        # a bare state_dict, as the course saves it: a Net trained on the course's labels
+        ckpt = {"model": "Net", "config": {}, "state_dict": ckpt, "labellings": {"course": torch.zeros(N_POINTS, 2)}}
     if not isinstance(ckpt, dict) or ckpt.get("model") not in MODELS:
         raise WeightsError(f"{path}: not a checkpoint of this project (no known model name in it)")
     return ckpt
@@ -185,9 +186,9 @@ def load_model(path, device="cpu", expected=None):
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
     # Below this confidence a crop is taken for no face; train.py measures it on the validation faces.
     model.min_confidence = float(ckpt.get("min_confidence", 0.0))
-    # Where the labels sit along each face's eye line, from the points the model gives (train.validate): detect.py
-    # moves every point by it, in eye distances.
-    model.eye_line_offset = float(ckpt.get("eye_line_offset", 0.0))
+    # Per labelling (300-W's, the course's), where its annotators put each point relative to the model's, along and
+    # across the face's eye line in eye distances (train.labellings): detect.py moves the points by one of them.
+    model.labellings = {k: v.float().numpy() for k, v in ckpt.get("labellings", {}).items()}
     # The same model quantized to int8 ONNX (detect.quantize), when train.py has added one: bytes, or None.
     model.int8_onnx = ckpt["int8_onnx"].numpy().tobytes() if "int8_onnx" in ckpt else None
     return model.to(device).eval()

@@ -194,6 +194,13 @@ def test_cli_device_cuda_without_a_gpu():
                                                       "machine (try cpu)"
 
 
+def test_an_unknown_labelling_or_runtime_is_one_line():
+    r = run_cli(DEMO, "--labelling", "ibug")
+    assert r.returncode == 1 and r.stderr.strip().endswith("heatmapnet.pt: knows the labelling(s) 300w, course, "
+                                                           "not 'ibug'")
+    assert "invalid choice: 'fp16'" in run_cli(DEMO, "--runtime", "fp16").stderr
+
+
 def test_an_empty_array_is_a_data_error(fkd):
     with pytest.raises(dl.DataError, match="empty image"):
         fkd.detect(np.zeros((0, 0, 3), np.uint8))

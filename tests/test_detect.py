@@ -6,10 +6,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import benchmark
 import data_load as dl
 import detect
+import models
 from conftest import DATA, needs_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,13 +65,22 @@ def test_api_takes_paths_and_every_pixel_format(fkd, demo_bgr):
     assert abs(ref.pose[0]) < 45 and abs(ref.pose[2]) < 30  # a face looking at the camera, upright
 
 
-def test_points_move_by_the_labels_offset_along_the_eye_line(fkd, demo_bgr, monkeypatch):
-    monkeypatch.setattr(fkd.model, "eye_line_offset", 0.0)
+def test_points_follow_the_chosen_labelling_along_and_across_the_eye_line(fkd, demo_bgr, monkeypatch):
+    rng = np.random.default_rng(0)
+    ab = np.float32(rng.normal(0, 0.03, (68, 2)))
+    monkeypatch.setattr(fkd.model, "labellings", {"300w": np.zeros((68, 2), np.float32), "course": ab})
     (plain,) = fkd.detect(demo_bgr)
-    monkeypatch.setattr(fkd.model, "eye_line_offset", 0.05)
+    monkeypatch.setattr(fkd, "labelling", "course")
     (moved,) = fkd.detect(demo_bgr)
     eye = plain.keypoints[45] - plain.keypoints[36]
-    assert np.abs(moved.keypoints - plain.keypoints - 0.05 * eye).max() < 0.05 * np.linalg.norm(eye) * 0.02
+    below = np.float32([-eye[1], eye[0]])  # y down: across the eye line, towards the mouth
+    expected = plain.keypoints + ab[:, :1] * eye + ab[:, 1:] * below
+    assert np.abs(moved.keypoints - expected).max() < np.linalg.norm(eye) * 0.002  # the eye line moves a little too
+    assert (moved.keypoints[30] - plain.keypoints[30]) @ below / (below @ below) == pytest.approx(ab[30, 1], abs=2e-3)
+
+
+def test_the_shipped_weights_give_300w_labelling_and_know_the_courses(fkd):
+    assert fkd.labelling == "300w" and set(fkd.model.labellings) == {"300w", "course"}
 
 
 def test_all_faces_of_an_image_go_through_the_model_in_one_batch(fkd, demo_bgr, monkeypatch):
@@ -104,7 +115,7 @@ def test_int8_float_and_torch_runtimes_give_the_same_points(fkd, demo_bgr):
 
 def test_flip_averages_a_face_with_its_mirror_image_exactly(demo_bgr):
     fkd = detect.FaceKeypointDetector(flip=True)
-    fkd.model.eye_line_offset = 0.0  # the labels' offset moves points to the right in an image and in its mirror
+    fkd.labelling = None  # the labels' offset moves points to the right in an image and in its mirror
     rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
     x0, y0, x1, y1 = dl.crop_rect(dl.model_box(one_face(fkd.detect(rgb, channels="rgb")).box, "hog"), rgb.shape)
     w = rgb.shape[1]
@@ -339,3 +350,9 @@ def test_missing_or_wrong_weights_are_one_line_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     r = run_cli(DEMO, "--weights", tmp_path / "junk.pt")
     assert r.returncode == 1 and "junk.pt: not a PyTorch checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_state_dict_saved_as_the_course_does_loads_as_a_net_in_the_course_labelling(tmp_path):
+    torch.save(models.Net().state_dict(), tmp_path / "net.pt")
+    net = models.load_model(tmp_path / "net.pt")
+    assert type(net).__name__ == "Net" and list(net.labellings) == ["course"] and not net.labellings["course"].any()

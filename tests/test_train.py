@@ -13,7 +13,7 @@ import torch
 import data_load as dl
 import detect
 import train
-from conftest import DATA, needs_data
+from conftest import DATA, needs_data, needs_photos
 from models import WeightsError, load_checkpoint
 
 pytestmark = needs_data
@@ -62,6 +62,11 @@ def test_a_sources_labelling_offsets_mirror_with_the_face():
     mirror_of_moved = torch.from_numpy(dl.mirror_keypoints((t + d).detach().numpy(), 100))
     assert torch.allclose(mirror_of_moved, mirrored + offsets(mirrored, 1, True), atol=1e-4)
     assert d.abs().max() > 0.5 and offsets(t, 0, False).abs().max() == 0  # source 0: the network's own labelling
+    # what detect.py applies per labelling: the measured offset along the eye line for the network's, these for the course
+    first = torch.tensor([[0.01, 0.0]] * 68)
+    both = train.labellings(0.01, conventions)
+    assert torch.equal(both["300w"], first) and torch.equal(both["course"], conventions.offsets[0])
+    assert torch.equal(train.labellings(0.01, None)["course"], first)  # course frames alone: theirs is the first
 
 
 @contextlib.contextmanager
@@ -74,17 +79,22 @@ def killed_after_epoch_1(monkeypatch):
         yield
 
 
-def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch):
-    run(tmp_path, "--epochs", "3", name="straight.pt")
+@pytest.mark.parametrize("photos", [[], pytest.param(["--photos-weight", "1"], marks=needs_photos)],
+                         ids=["course", "with-photos"])
+def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch, photos):
+    run(tmp_path, "--epochs", "3", *photos, name="straight.pt")
 
     with killed_after_epoch_1(monkeypatch):
-        run(tmp_path, "--epochs", "3", name="resumed.pt")
+        run(tmp_path, "--epochs", "3", *photos, name="resumed.pt")
     run(tmp_path, "--epochs", "3", "--resume", name="resumed.pt")
     a = load_checkpoint(tmp_path / "straight.pt")
     b = load_checkpoint(tmp_path / "resumed.pt")
     assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
+    assert list(a["labellings"]) == (["300w", "course"] if photos else ["course"])
+    for k, v in a["labellings"].items():  # the course's, learnt beside the network, resumed too
+        assert torch.equal(v, b["labellings"][k]), k
     assert (tmp_path / "straight_loss.png").stat().st_size > 0
     # beside the last epoch, the best one on validation
     nme = [h["val_nme"] for h in a["history"]]
