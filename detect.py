@@ -132,8 +132,9 @@ def onnx_bytes(model):
 
 def quantize(model, crops):
     """The model as int8 ONNX, its activation ranges measured on crops (N x C x S x S float32 face crops, as the
-    model sees them). On this project's 2-core CPU (with VNNI) it runs 1.4x faster per face than the float model,
-    with the same unseen-people NME (README.md)."""
+    model sees them), all but the first layer. On this project's 2-core CPU it takes a face in 1.3x less time than the
+    float model, with the same NME (saved_models/README.md)."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -150,8 +151,11 @@ def quantize(model, crops):
         src.write_bytes(onnx_bytes(model))
         # Shapes and graph optimizations first: without them the int8 model runs slower than the float one.
         quant_pre_process(src, pre, skip_symbolic_shape=True)
+        # The layer that reads the image stays float: quantized, it cost 0.15 points of NME on the 300-W validation
+        # photos, for 0.2 ms a face.
+        first = [n.name for n in onnx.load(pre).graph.node if "x" in n.input]
         quantize_static(pre, dst, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        op_types_to_quantize=["Conv", "Add", "Relu"],
+                        op_types_to_quantize=["Conv", "Add", "Relu"], nodes_to_exclude=first,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return dst.read_bytes()
 

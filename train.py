@@ -138,6 +138,15 @@ def labellings(offset, conventions):
     return {"300w": first, "course": conventions.offsets[0].detach().cpu()} if conventions else {"course": first}
 
 
+def int8_model(net, val_sets):
+    """The finished model as int8 ONNX bytes in a uint8 tensor (detect.quantize), calibrated on 128 crops spread
+    over the validation faces of every source: what detect.py runs on a CPU."""
+    val_set = torch.utils.data.ConcatDataset(list(val_sets.values()))
+    pick = np.linspace(0, len(val_set) - 1, min(len(val_set), 128)).round().astype(int)
+    crops = np.stack([val_set[i]["image"].numpy() for i in pick])
+    return torch.frombuffer(bytearray(quantize(net.cpu().eval(), crops)), dtype=torch.uint8)
+
+
 def atomic_save(obj, path):
     """Write to a temporary file beside path, then rename: a crash or a full disk never leaves a half-written file."""
     path = Path(path)
@@ -398,13 +407,8 @@ def train(args, stop=None):
         stop.check(distributed)
         if args.max_steps and steps_done >= args.max_steps:
             break
-    val_set = torch.utils.data.ConcatDataset(list(val_sets.values()))
-    if main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and len(val_set):
-        # The finished model also as int8 ONNX, calibrated on validation crops: what detect.py runs on a CPU.
-        pick = np.linspace(0, len(val_set) - 1, min(len(val_set), 128)).round().astype(int)
-        crops = np.stack([val_set[i]["image"].numpy() for i in pick])
-        int8 = quantize(net.cpu().eval(), crops)
-        atomic_save(checkpoint(net, **meta, int8_onnx=torch.frombuffer(bytearray(int8), dtype=torch.uint8)), args.out)
+    if main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and sum(map(len, val_sets.values())):
+        atomic_save(checkpoint(net, **meta, int8_onnx=int8_model(net, val_sets)), args.out)
     if distributed:
         dist.destroy_process_group()
     return net, history
