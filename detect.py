@@ -222,25 +222,33 @@ class FaceKeypointDetector:
     # ------------------------------------------------------------ the two stages
 
     def find_faces(self, rgb):
-        """Face boxes (N x 4, x y w h, in the detector's own convention) and scores, found on a copy scaled so that
-        a face of min_size pixels fills the detector's smallest window, at most DETECT_MAX_SIDE pixels a side."""
+        """Face boxes (N x 4, x y w h, in the detector's convention: HOG's frontal filter's for every HOG box) and
+        scores."""
+        boxes, scores, kinds = self.detections(rgb)
+        if self.detector == "hog":
+            boxes = np.float32([dl.hog_frontal(b, k) for b, k in zip(boxes, kinds)]).reshape(-1, 4)
+        keep = nms(boxes, scores)
+        return boxes[keep], scores[keep]
+
+    def detections(self, rgb):
+        """The detector's raw boxes (N x 4, x y w h), scores and which of its filters found each (HOG; 0 for Haar),
+        found on a copy scaled so that a face of min_size pixels fills the detector's smallest window, at most
+        DETECT_MAX_SIDE pixels a side."""
         scale = self.scan_scale(rgb.shape)
         image = rgb if self.detector == "hog" else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale != 1:
             image = cv2.resize(image, None, fx=scale, fy=scale,
                                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         if self.detector == "hog":
-            rects, scores, _ = self.hog.run(image, 0, self.hog_threshold)
+            rects, scores, kinds = self.hog.run(image, 0, self.hog_threshold)
             boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
         else:
             boxes, _, scores = self.cascade.detectMultiScale3(
                 image, self.scale_factor, self.min_neighbors, minSize=(DETECTORS["haar"]["window"],) * 2,
                 outputRejectLevels=True)
-        if len(boxes) == 0:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        boxes, scores = np.float32(boxes) / scale, np.float32(scores).ravel()
-        keep = nms(boxes, scores)
-        return boxes[keep], scores[keep]
+            kinds = [0] * len(boxes)
+        return (np.float32(boxes).reshape(-1, 4) / scale, np.float32(scores).ravel(),
+                np.int64(kinds).ravel())
 
     def find_tilted_faces(self, rgb):
         """find_faces on the image turned TILT_SCAN degrees either way: boxes (upright, of the same size, around the

@@ -258,6 +258,13 @@ def test_every_detector_box_maps_to_the_box_training_crops_from():
     for detector in dl.DETECTOR_BOXES:
         np.testing.assert_allclose(dl.model_box(dl.box_from_keypoints(kp, detector), detector),
                                    dl.box_from_keypoints(kp), atol=1e-3)
+    lo, hi = kp.min(0), kp.max(0)
+    extent = max(hi - lo)
+    for kind, d in enumerate(dl.HOG_FILTERS):  # where each HOG filter puts its box: centre moved, side scaled
+        side = d["s"] * extent
+        x, y = (lo + hi) / 2 + np.float32([d["dx"], d["dy"]]) * extent - side / 2
+        frontal = dl.hog_frontal(np.float32([x, y, side, side]), kind)
+        np.testing.assert_allclose(frontal, dl.box_from_keypoints(kp, "hog"), atol=1e-3)
 
 
 def test_face_region_keeps_points_on_their_pixels():
