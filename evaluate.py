@@ -227,8 +227,8 @@ def wild(fkd, folder):
 
 def box_stats(fkd, samples):
     """Where fkd's face detector puts its box relative to the 68 points, over the faces it finds among samples
-    ((image path, keypoints) pairs), per filter of the detector (HOG's five; Haar's one): a list of
-    (data_load.DETECTOR_BOXES-like entry, the number of faces it is measured on)."""
+    ((image path, keypoints) pairs), per filter of the detector (HOG's five; Haar's one): {filter: (a
+    data_load.DETECTOR_BOXES-like entry, the number of faces it is measured on)}."""
     rows = []
     for path, kp in samples:
         boxes, _, kinds = fkd.detections(dl.read_image(path))
@@ -240,13 +240,13 @@ def box_stats(fkd, samples):
             rows.append((kinds[i], (x + w / 2 - c[0]) / extent, (y + h / 2 - c[1]) / extent,
                          np.log((w + h) / 2 / extent)))
     r = np.float64(rows).reshape(-1, 4)
-    out = []
-    for kind in range(int(r[:, 0].max(initial=0)) + 1):
+    out = {}
+    for kind in map(int, np.unique(r[:, 0])):
         q = r[r[:, 0] == kind, 1:]
-        s = float(np.exp(np.median(q[:, 2]))) if len(q) else float("nan")
-        out.append(({"dx": round(float(np.median(q[:, 0])), 3), "dy": round(float(np.median(q[:, 1])), 3),
-                     "s": round(s, 3), "sd_shift": tuple(round(float(v), 3) for v in q[:, :2].std(0) / s),
-                     "sd_scale": round(float(q[:, 2].std()), 3)}, len(q)))
+        s = float(np.exp(np.median(q[:, 2])))
+        out[kind] = ({"dx": round(float(np.median(q[:, 0])), 3), "dy": round(float(np.median(q[:, 1])), 3),
+                      "s": round(s, 3), "sd_shift": tuple(round(float(v), 3) for v in q[:, :2].std(0) / s),
+                      "sd_scale": round(float(q[:, 2].std()), 3)}, len(q))
     return out
 
 
@@ -279,7 +279,7 @@ def print_box_stats(fkd, args):
     samples = [(root / n, k) for n, k in zip(names, kps) if not dl.is_unseen(n) and not dl.is_validation(n)]
     if dl.photos_dir(args.photos).is_dir():
         samples += list(zip(*dl.read_photos(dl.photos_dir(args.photos), "train")))
-    for kind, (stats, n) in enumerate(box_stats(fkd, samples)):
+    for kind, (stats, n) in box_stats(fkd, samples).items():
         print(f"{args.detector} filter {kind}: {stats}  ({n} of {len(samples)} training faces)")
     return 0
 
