@@ -32,16 +32,16 @@ from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkp
 
 # What each model trains with unless told otherwise. Net keeps the course's choices.
 RECIPES = {
-    "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, beta=1.0, schedule="constant", heatmap_loss=0.0,
-                photos_weight=0),
-    "HeatmapNet": dict(epochs=50, batch_size=32, lr=2e-3, weight_decay=1e-4, beta=0.02, schedule="cosine",
-                       heatmap_loss=0.0, photos_weight=3, input_size=128, width=24),
+    "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
+                heatmap_loss=0.0, photos_weight=0),
+    "HeatmapNet": dict(epochs=50, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
+                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=24),
 }
 
 
 MIN_CONFIDENCE_FRACTION = 0.58
 # What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
-SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "beta", "schedule", "heatmap_loss", "input_size",
+SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss", "input_size",
             "width", "photos_weight", "subset", "all_people", "seed")
 
 
@@ -159,7 +159,7 @@ def atomic_save(obj, path):
         raise TrainError(f"{path}: cannot write ({e.strerror or e}); the previous file is untouched") from None
 
 
-def plot_losses(history, path):
+def plot_losses(history, path, loss="smoothl1"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,11 +168,28 @@ def plot_losses(history, path):
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], label="training")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation (unseen by training)")
-    ax.set(xlabel="epoch", ylabel="SmoothL1 loss", yscale="log", title=Path(path).stem)
+    ax.set(xlabel="epoch", ylabel={"smoothl1": "SmoothL1", "wing": "Wing"}[loss] + " loss", yscale="log",
+           title=Path(path).stem)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class WingLoss(torch.nn.Module):
+    """Feng et al., "Wing loss for robust facial landmark localisation" (CVPR 2018): log-shaped for errors under w, so
+    that small and medium errors keep a strong pull where L1 pulls them no harder than the outliers; L1 beyond w. w and
+    eps are the paper's 10 and 2 pixels of the model's input, in the normalized coordinates the model outputs."""
+
+    def __init__(self, input_size, w=10.0, eps=2.0):
+        super().__init__()
+        unit = 50 * input_size / 224  # pixels per normalized unit (data_load.normalize_keypoints)
+        self.w, self.eps = w / unit, eps / unit
+        self.c = self.w - self.w * math.log1p(self.w / self.eps)  # joins the two pieces at w
+
+    def forward(self, pred, target):
+        x = (pred - target).abs()
+        return torch.where(x < self.w, self.w * torch.log1p(x / self.eps), x - self.c).mean()
 
 
 def lr_at(epoch, step, steps, args):
@@ -244,6 +261,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, help=recipe("batch_size"))
     p.add_argument("--lr", type=float, help="learning rate, " + recipe("lr"))
     p.add_argument("--weight-decay", type=float, help="AdamW's weight decay (0: Adam), " + recipe("weight_decay"))
+    p.add_argument("--loss", choices=["smoothl1", "wing"], help="the keypoints' loss, " + recipe("loss"))
     p.add_argument("--beta", type=float, help="SmoothL1Loss beta, " + recipe("beta"))
     p.add_argument("--schedule", choices=["constant", "cosine"],
                    help="learning rate schedule (cosine: two warm-up epochs, then down to 0), " + recipe("schedule"))
@@ -342,7 +360,7 @@ def train(args, stop=None):
               f"{len(train_set)} training faces an epoch / validation "
               + ", ".join(f"{len(v)} {k}" for k, v in val_sets.items()) + f" on {device}")
 
-    loss_fn = torch.nn.SmoothL1Loss(beta=args.beta)
+    loss_fn = WingLoss(model.input_size) if args.loss == "wing" else torch.nn.SmoothL1Loss(beta=args.beta)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(args.bf16, device))
     val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers, worker_init_fn=quiet_worker)
                    for k, v in val_sets.items()}
@@ -403,7 +421,7 @@ def train(args, stop=None):
             if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
                 atomic_save(checkpoint(net, **meta), best_path)
             atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
-            plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"))
+            plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"), args.loss)
         stop.check(distributed)
         if args.max_steps and steps_done >= args.max_steps:
             break

@@ -1,5 +1,6 @@
 import contextlib
 import errno
+import math
 import os
 import signal
 import subprocess
@@ -205,6 +206,17 @@ def test_resume_goes_on_with_the_runs_own_settings(tmp_path):
     assert [h["epoch"] for h in history] == list(range(1, 7)) and done < 6
     with pytest.raises(train.TrainError, match="the run is finished \\(6 of 6 epochs\\); nothing to resume"):
         train.train(train.parse_args(["--out", str(tmp_path / "w.pt"), "--resume", "--workers", "0"]))
+
+
+def test_wing_loss_is_log_shaped_below_w_and_l1_beyond():
+    loss = train.WingLoss(input_size=224)  # 50 input pixels a normalized unit: w = 10 px = 0.2, eps = 2 px = 0.04
+    zero = torch.zeros(1)
+    assert loss(zero, zero).item() == 0
+    assert loss(torch.tensor([-0.04]), zero).item() == pytest.approx(0.2 * math.log(2))
+    # one curve: the two pieces meet at w, and beyond it each unit of error costs one unit, as in L1
+    assert loss(torch.tensor([0.2 + 1e-6]), zero).item() == pytest.approx(
+        loss(torch.tensor([0.2 - 1e-6]), zero).item(), abs=1e-5)
+    assert (loss(torch.tensor([1.5]), zero) - loss(torch.tensor([0.5]), zero)).item() == pytest.approx(1.0)
 
 
 def test_zero_epochs_is_refused(capsys):
