@@ -41,8 +41,8 @@ RECIPES = {
 
 MIN_CONFIDENCE_FRACTION = 0.58
 # What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
-SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss", "input_size",
-            "width", "photos_weight", "subset", "all_people", "seed")
+SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss",
+            "input_size", "width", "photos_weight", "subset", "all_people", "seed")
 
 
 class TrainError(RuntimeError):
@@ -67,7 +67,8 @@ def quiet_worker(_):
 
 def take_settings(args, state, path):
     """--resume goes on with the settings the run started with; a flag that says otherwise is refused."""
-    for k, v in state.get("settings", {}).items():
+    # A run started before --loss existed trained with SmoothL1Loss, whatever the recipe says now.
+    for k, v in {"loss": "smoothl1", **state.get("settings", {})}.items():
         if k in args.given and getattr(args, k) != v:
             raise TrainError(f"{path}: the run was started with {k.replace('_', ' ')} {v}, not {getattr(args, k)}; "
                              f"--resume goes on with the run's own settings (leave out --{k.replace('_', '-')})")

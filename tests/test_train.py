@@ -219,6 +219,13 @@ def test_wing_loss_is_log_shaped_below_w_and_l1_beyond():
     assert (loss(torch.tensor([1.5]), zero) - loss(torch.tensor([0.5]), zero)).item() == pytest.approx(1.0)
 
 
+def test_a_run_started_before_the_loss_setting_resumes_with_smoothl1():
+    args = train.parse_args(["--model", "HeatmapNet"])
+    assert args.loss == "wing"
+    train.take_settings(args, {"settings": {"model": "HeatmapNet", "epochs": 50}}, "old.ckpt")
+    assert args.loss == "smoothl1"
+
+
 def test_zero_epochs_is_refused(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--epochs", "0"])
