@@ -361,7 +361,7 @@ def train(args, stop=None):
               f"{len(train_set)} training faces an epoch / validation "
               + ", ".join(f"{len(v)} {k}" for k, v in val_sets.items()) + f" on {device}")
 
-    loss_fn = WingLoss(model.input_size) if args.loss == "wing" else torch.nn.SmoothL1Loss(beta=args.beta)
+    loss_fn = WingLoss(net.input_size) if args.loss == "wing" else torch.nn.SmoothL1Loss(beta=args.beta)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(args.bf16, device))
     val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers, worker_init_fn=quiet_worker)
                    for k, v in val_sets.items()}

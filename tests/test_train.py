@@ -127,7 +127,11 @@ def test_existing_weights_are_not_overwritten(tmp_path):
 
 
 def test_nan_loss_stops_before_writing_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.torch.nn, "SmoothL1Loss", lambda beta: (lambda out, y: (out * float("nan")).mean()))
+    def nan_loss(out, y):
+        return (out * float("nan")).mean()
+
+    monkeypatch.setattr(train.torch.nn, "SmoothL1Loss", lambda beta: nan_loss)
+    monkeypatch.setattr(train, "WingLoss", lambda input_size: nan_loss)
     with pytest.raises(train.TrainError, match="loss is nan; stopped before writing NaN weights"):
         run(tmp_path, "--epochs", "1")
     assert not (tmp_path / "w.pt").exists()
