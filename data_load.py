@@ -109,7 +109,11 @@ def read_image(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    return decode_image(path.read_bytes(), path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:  # no permission, a device, a disk error
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return decode_image(data, path)
 
 
 def decode_image(data, name="image"):
@@ -510,8 +514,8 @@ class FaceCrop:
     either way), scaled, shifted, mirrored (with the left/right point swap) in one affine warp, so keypoints move
     exactly with the pixels; then what real photos do to a face: fewer pixels, blur, light, noise, JPEG."""
 
-    def __init__(self, size, channels=1, augment=False, rotate=45.0):
-        self.size, self.channels, self.augment, self.rotate = size, channels, augment, rotate
+    def __init__(self, size, channels=1, augment=False, rotate=45.0, occlude=0.0):
+        self.size, self.channels, self.augment, self.rotate, self.occlude = size, channels, augment, rotate, occlude
 
     def __call__(self, sample):
         image, kp = sample["image"], sample["keypoints"]
@@ -542,7 +546,13 @@ class FaceCrop:
                 "mirrored": mirrored}
 
     def photo_effects(self, crop, rng):
-        """What cameras and small faces do to the pixels."""
+        """What cameras, small faces and things in front of faces do to the pixels."""
+        if self.occlude and rng.rand() < self.occlude:  # a hand, a microphone, hair: the points keep their labels
+            h, w = (rng.uniform(0.15, 0.45, 2) * self.size).astype(int)
+            y, x = rng.randint(self.size // 5, self.size * 4 // 5 - h // 2), rng.randint(0, self.size - w)
+            patch = rng.uniform(0, 255, 3) + rng.normal(0, rng.uniform(0, 30), (h, w, 3))
+            crop = crop.copy()
+            crop[y:y + h, x:x + w] = np.clip(patch, 0, 255).astype(np.uint8)[: crop.shape[0] - y]
         if rng.rand() < 0.25:  # a small face: fewer pixels, scaled back up
             n = round(self.size * rng.uniform(0.25, 0.7))  # a size, not a factor: both resizes then align exactly
             small = cv2.resize(crop, (n, n), interpolation=cv2.INTER_AREA)

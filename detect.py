@@ -1,7 +1,7 @@
 """Find faces and their 68 keypoints in photos, folders, videos or a webcam.
 
     python detect.py photo.jpg --out annotated/            # draw boxes and points
-    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 4 ms more a face
+    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 8 ms more a face
     python detect.py photos/ --recursive --json faces.json  # one JSON entry per image
     python detect.py clip.mp4 --out annotated/ --filter sunglasses
     python detect.py --camera 0
@@ -13,10 +13,12 @@ Python:
         face.box, face.keypoints, face.score, face.pose
 """
 import argparse
+import fcntl
 import io
 import itertools
 import json
 import math
+import numbers
 import os
 import re
 import signal
@@ -31,6 +33,8 @@ from pathlib import Path
 # FFmpeg inside OpenCV prints its own complaints about a broken video (`moov atom not found`) to the terminal; the
 # video's one error line says it instead. Read when OpenCV first opens a video.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+if __name__ == "__main__":  # Ctrl-C while the libraries load: a quiet exit with status 130, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 import cv2  # noqa: E402
 import numpy as np
 import torch
@@ -171,6 +175,21 @@ def onnx_runner(onnx_model):
     return lambda batch: session.run(None, {"x": batch})
 
 
+# What each setting may be (None: its default): a value outside these cannot work, and is refused before any work.
+SETTINGS = {"min_size": ("the smallest face in pixels", 1, 1e5), "hog_threshold": ("HOG's score threshold", -10, 10),
+            "scale_factor": ("the Haar cascade's step between scales", 1.001, 4),
+            "min_neighbors": ("the Haar cascade's overlapping hits", 0, 1000),
+            "min_confidence": ("the confidence floor", 0, 1)}
+
+
+def check_settings(**values):
+    """A ValueError naming the option and what it may be, for a value that cannot work (NaN, inf, out of range)."""
+    for key, v in values.items():
+        what, lo, hi = SETTINGS[key]
+        if v is not None and not (isinstance(v, numbers.Real) and lo <= v <= hi):  # NaN fails both comparisons
+            raise ValueError(f"--{key.replace('_', '-')} {v}: {what} must be from {lo:g} to {hi:g}")
+
+
 class FaceKeypointDetector:
     """Loads the keypoint model and the face detector once; .detect(image) -> list of Face.
 
@@ -190,6 +209,8 @@ class FaceKeypointDetector:
     def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, hog_threshold=None,
                  scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False,
                  labelling=None):
+        check_settings(min_size=min_size, hog_threshold=hog_threshold, scale_factor=scale_factor,
+                       min_neighbors=min_neighbors, min_confidence=min_confidence)
         self.device = check_device(device)
         self.model = load_model(weights, self.device)
         self.min_confidence = self.model.min_confidence if min_confidence is None else min_confidence
@@ -235,6 +256,8 @@ class FaceKeypointDetector:
         found on a copy scaled so that a face of min_size pixels fills the detector's smallest window, at most
         DETECT_MAX_SIDE pixels a side."""
         scale = self.scan_scale(rgb.shape)
+        if min(rgb.shape[:2]) * scale < DETECTORS[self.detector]["window"]:  # too thin to hold a face of min_size
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
         image = rgb if self.detector == "hog" else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if scale != 1:
             image = cv2.resize(image, None, fx=scale, fy=scale,
@@ -358,10 +381,14 @@ class Tracker:
     def __init__(self, fkd, redetect_every=10, smooth=True, forget_after=2.0):
         self.fkd, self.redetect_every, self.smooth, self.forget_after = fkd, redetect_every, smooth, forget_after
         self.tracked, self.filters, self.lost, self.next_id, self.frame, self.lost_at = [], {}, {}, 0, -1, None
+        self.shape = None
 
     def update(self, rgb, t):
         """The faces in this RGB frame, taken t seconds into the sequence."""
         fkd, self.frame = self.fkd, self.frame + 1
+        if self.shape not in (None, rgb.shape[:2]):  # a camera that changed its size: the faces are looked for afresh
+            self.tracked, self.lost, self.lost_at = [], {}, self.frame
+        self.shape = rgb.shape[:2]
         followed = fkd.faces(rgb, [dl.box_from_keypoints(f.keypoints, fkd.detector) for f in self.tracked],
                              [f.score for f in self.tracked], ids=[f.id for f in self.tracked])
         # A face that left the frame, or stopped looking like one, is lost.
@@ -460,37 +487,62 @@ def expand_inputs(inputs, recursive=False, out_dir=None):
 
 def out_path(out_dir, src, taken, force=False, suffix=None):
     """The annotated copy of src in out_dir: SRC_keypoints.EXT, or SRC_keypoints_1.EXT, _2... where that name is an
-    input, an output of this run, or (unless force) a file already there: nothing the user has is overwritten."""
+    input, an output of this run, or (unless force) a file already there: nothing the user has is overwritten. The
+    name is claimed by creating the file, atomically, so that two runs writing into one folder never take the same."""
     src = Path(src)
     for n in itertools.count():
         target = Path(out_dir) / f"{src.stem}_keypoints{f'_{n}' if n else ''}{suffix or src.suffix}"
-        if target.resolve() not in taken and (force or not target.exists()):
+        if target.resolve() not in taken and (force or claim(target)):
             taken.add(target.resolve())
             return target
 
 
+def claim(path):
+    """Create path if no file is there (True), atomically; False where one is."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 class Results:
     """What --json gets: FILE.json a JSON list, written whole (atomically) when the run ends or is interrupted;
-    FILE.jsonl one JSON line per image or video frame, written as each is done (for long videos)."""
+    FILE.jsonl one JSON line per image or video frame, written as each is done (for long videos). The file is held
+    locked for the whole run: a second run writing it is refused, never mixed in or silently replacing it."""
 
-    def __init__(self, path):
-        self.path, self.entries = (Path(path) if path else None), []
-        self.lines = self.path.open("w") if self.path and self.path.suffix == ".jsonl" else None
+    def __init__(self, path, force=False):
+        self.path, self.entries, self.file = (Path(path) if path else None), [], None
+        if not self.path:
+            return
+        self.file = self.path.open("a")  # created if need be, never emptied before the lock is ours
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise dl.DataError(f"{path}: another run is writing it; wait for that run to end or give another "
+                               "--json") from None
+        if self.file.tell() and not force:  # written by a run that ended after this one checked (check_outputs)
+            self.file.close()
+            raise dl.DataError(f"{path}: exists; use --force to overwrite it")
+        self.lines = self.path.suffix.lower() == ".jsonl"
+        if self.lines:
+            self.file.truncate(0)
 
     def add(self, entry):
-        if self.lines:
-            self.lines.write(json.dumps(entry) + "\n")
-            self.lines.flush()
-        elif self.path:
+        if self.file and self.lines:
+            self.file.write(json.dumps(entry) + "\n")
+            self.file.flush()
+        elif self.file:
             self.entries.append(entry)
 
     def close(self):
-        if self.lines:
-            self.lines.close()
-        elif self.path:
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if self.file and not self.lines:
+            tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
             tmp.write_text(json.dumps(self.entries, indent=1))
             tmp.replace(self.path)
+        if self.file:
+            self.file.close()  # the lock goes with it
 
 
 class VideoOut:
@@ -621,7 +673,7 @@ def check_outputs(args):
         target = Path(args.json)
         if target.is_dir():
             return f"{args.json}: is a folder; give the JSON file's name"
-        if target.exists() and not args.force:
+        if target.exists() and target.stat().st_size and not args.force:  # an empty one holds nothing to lose
             return f"{args.json}: exists; use --force to overwrite it"
         if not target.parent.is_dir():
             return f"{args.json}: no such folder {target.parent}"
@@ -641,6 +693,11 @@ def check_outputs(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        check_settings(min_size=args.min_size, hog_threshold=args.hog_threshold, scale_factor=args.scale_factor,
+                       min_neighbors=args.min_neighbors, min_confidence=args.min_confidence)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     problem = check_outputs(args)
     if problem:
         sys.exit(f"error: {problem}")
@@ -662,9 +719,11 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
     taken = {Path(f).resolve() for f in files}
     try:
-        results = Results(args.json)
+        results = Results(args.json, args.force)
     except OSError as e:
         sys.exit(f"error: {args.json}: cannot write ({e.strerror})")
+    except dl.DataError as e:
+        sys.exit(f"error: {e}")
     n_done, n_faces, n_failed, written, t0 = 0, 0, 0, [], time.time()
     stop = Stop().install()
     try:
@@ -680,14 +739,19 @@ def main(argv=None):
                         target = out_path(args.out, f, taken, args.force)
                         annotated = draw(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), faces, args.pose, args.filter)
                         if not cv2.imwrite(str(target), annotated):
+                            target.unlink(missing_ok=True)  # the empty file that claimed the name
                             raise dl.DataError(f"{target}: cannot write the annotated copy")
                         written.append(target)
                     results.add({"image": f, "width": rgb.shape[1], "height": rgb.shape[0],
                                  "faces": [face.to_json() for face in faces]})
                     n_faces += len(faces)
-            except (dl.DataError, cv2.error) as e:
+            except dl.DataError as e:
                 n_failed += 1
                 tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
+            except Exception as e:  # whatever else one file meets, the batch goes on and its JSON keeps the rest
+                n_failed += 1
+                last = (str(e).strip().splitlines() or [""])[-1]  # OpenCV's messages end with the point
+                tqdm.write(f"error: {f}: {type(e).__name__}: {last}", file=sys.stderr)
             n_done += 1
     except KeyboardInterrupt:
         results.close()

@@ -60,16 +60,20 @@ class ResBlock(nn.Module):
 class HeatmapNet(nn.Module):
     """Encoder down to 1/16, decoder back up to 1/4 with skip connections, 68 heatmaps, soft-argmax."""
 
-    def __init__(self, input_size=128, in_channels=1, width=16):
+    def __init__(self, input_size=128, in_channels=1, width=16, blocks=(1, 1, 1)):
         super().__init__()
         if input_size % 16:
             raise ValueError(f"HeatmapNet input_size must be a multiple of 16, not {input_size}")
-        self.input_size, self.in_channels, self.width = input_size, in_channels, width
+        self.input_size, self.in_channels, self.width, self.blocks = input_size, in_channels, width, tuple(blocks)
         w = width
-        self.stem = conv_bn(in_channels, w, stride=2)                           # 1/2
-        self.down1 = nn.Sequential(conv_bn(w, 2 * w, 2), ResBlock(2 * w))       # 1/4
-        self.down2 = nn.Sequential(conv_bn(2 * w, 4 * w, 2), ResBlock(4 * w))   # 1/8
-        self.down3 = nn.Sequential(conv_bn(4 * w, 8 * w, 2), ResBlock(8 * w))   # 1/16
+
+        def stage(c_in, c, n):  # halve the size, then n residual blocks
+            return nn.Sequential(conv_bn(c_in, c, 2), *(ResBlock(c) for _ in range(n)))
+
+        self.stem = conv_bn(in_channels, w, stride=2)      # 1/2
+        self.down1 = stage(w, 2 * w, self.blocks[0])       # 1/4
+        self.down2 = stage(2 * w, 4 * w, self.blocks[1])   # 1/8
+        self.down3 = stage(4 * w, 8 * w, self.blocks[2])   # 1/16
         self.lat2 = nn.Conv2d(8 * w, 4 * w, 1)
         self.up2 = conv_bn(4 * w, 4 * w)
         self.lat1 = nn.Conv2d(4 * w, 2 * w, 1)
@@ -136,7 +140,7 @@ class WeightsError(ValueError):
 
 def checkpoint(model, **extra):
     """What a weights file holds: the model's name and settings, its weights, and anything extra (optimizer, epoch)."""
-    config = {k: getattr(model, k) for k in ("input_size", "in_channels", "width")} \
+    config = {k: getattr(model, k) for k in ("input_size", "in_channels", "width", "blocks")} \
         if isinstance(model, HeatmapNet) else {}
     return {"model": type(model).__name__, "config": config, "state_dict": model.state_dict(), **extra}
 

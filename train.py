@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":  # Ctrl-C while the libraries load: a quiet exit with status 130, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+import numpy as np  # noqa: E402
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -36,14 +38,15 @@ RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),
     "HeatmapNet": dict(epochs=45, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
-                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=24),
+                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=24,
+                       blocks=(1, 1, 1), occlude=0.0),
 }
 
 
 MIN_CONFIDENCE_FRACTION = 0.58
 # What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
 SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss",
-            "input_size", "width", "photos_weight", "subset", "all_people", "seed")
+            "input_size", "width", "blocks", "occlude", "photos_weight", "subset", "all_people", "seed")
 
 
 class TrainError(RuntimeError):
@@ -68,15 +71,15 @@ def quiet_worker(_):
 
 def take_settings(args, state, path):
     """--resume goes on with the settings the run started with; a flag that says otherwise is refused."""
-    # A run started before --loss existed trained with SmoothL1Loss, whatever the recipe says now.
-    for k, v in {"loss": "smoothl1", **state.get("settings", {})}.items():
+    # A run started before --loss, --blocks or --occlude existed trained without them, whatever the recipe says now.
+    for k, v in {"loss": "smoothl1", "blocks": (1, 1, 1), "occlude": 0.0, **state.get("settings", {})}.items():
         if k in args.given and getattr(args, k) != v:
             raise TrainError(f"{path}: the run was started with {k.replace('_', ' ')} {v}, not {getattr(args, k)}; "
                              f"--resume goes on with the run's own settings (leave out --{k.replace('_', '-')})")
         setattr(args, k, v)
 
 
-def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False):
+def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False, occlude=0.0):
     """(training set, {source: validation set}). Course frames split by person, the unseen people left out unless
     all_people; with photos (a 300-W folder) and photos_weight > 0, also its training photos, each seen photos_weight
     times an epoch, and its validation photos (split by photo id; test photos never)."""
@@ -88,7 +91,7 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
     if isinstance(model, MODELS["Net"]):
         return (dl.FacialKeypointsDataset(csv, root, dl.data_transform, [names[i] for i in train]),
                 {"course": dl.FacialKeypointsDataset(csv, root, dl.eval_transform, [names[i] for i in val])})
-    train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True)
+    train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True, occlude=occlude)
     val_tf = dl.FaceCrop(model.input_size, model.in_channels)
     with_photos = photos is not None and photos_weight > 0
 
@@ -272,6 +275,10 @@ def parse_args(argv=None):
     p.add_argument("--input-size", type=int, help="HeatmapNet's input size in pixels, " + recipe("input_size"))
     p.add_argument("--width", type=int,
                    help="HeatmapNet's channels in its first layer (doubled at each halving), " + recipe("width"))
+    p.add_argument("--blocks", type=int, nargs=3, metavar=("B4", "B8", "B16"),
+                   help="HeatmapNet's residual blocks at 1/4, 1/8 and 1/16 of the input, " + recipe("blocks"))
+    p.add_argument("--occlude", type=float, metavar="P",
+                   help="share of training crops with a random patch over part of the face, " + recipe("occlude"))
     p.add_argument("--photos", help="300-W photo folder (NAME.jpg + NAME.pts) to train on beside the course frames "
                                     "(default: $FKP_300W_DIR or ./data/300w)")
     p.add_argument("--photos-weight", type=int,
@@ -292,7 +299,7 @@ def parse_args(argv=None):
     args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
-    for k in ("input_size", "width"):
+    for k in ("input_size", "width", "blocks", "occlude"):
         if getattr(args, k) is not None and k not in RECIPES[args.model]:
             p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} has a fixed shape")
     if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
@@ -300,6 +307,8 @@ def parse_args(argv=None):
     for k, v in RECIPES[args.model].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if "blocks" in RECIPES[args.model]:
+        args.blocks = tuple(args.blocks)  # as the checkpoint stores it, so that --resume compares like with like
     args.out = Path(args.out or f"saved_models/{args.model.lower()}.pt")
     return args
 
@@ -327,7 +336,8 @@ def train(args, stop=None):
         raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
 
     torch.manual_seed(args.seed)
-    model = MODELS[args.model](**{k: getattr(args, k) for k in ("input_size", "width") if k in RECIPES[args.model]})
+    model = MODELS[args.model](**{k: getattr(args, k) for k in ("input_size", "width", "blocks")
+                                  if k in RECIPES[args.model]})
     photos = dl.photos_dir(args.photos)
     if args.photos_weight and not photos.is_dir():
         if args.photos:
@@ -336,7 +346,7 @@ def train(args, stop=None):
             print(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
         photos = None
     train_set, val_sets = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
-                                   args.all_people)
+                                   args.all_people, getattr(args, "occlude", 0.0))
     conventions = Conventions(len(val_sets)) if len(val_sets) > 1 else None
     params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \

@@ -216,7 +216,9 @@ def test_test_photo_rule_matches_the_list():
     paths, kps = dl.read_photos(PHOTOS, "test")
     listed = set((PHOTOS / "test_photos.txt").read_text().split())
     assert {f"{dl.source(p)}/{dl.photo_id(p.name)}" for p in paths} == listed
-    assert len(paths) == 162 and kps.shape == (162, 68, 2)
+    assert len(paths) == 290 and kps.shape == (290, 68, 2)
+    per_source = {s: sum(dl.source(p) == s for p in paths) for s in ("afw", "helen_train", "lfpw_train")}
+    assert per_source == {"afw": 40, "helen_train": 122, "lfpw_train": 128}
 
 
 def test_exif_orientation_is_honoured(tmp_path):

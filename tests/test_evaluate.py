@@ -88,3 +88,18 @@ def test_a_300w_folder_is_measured_per_source(tmp_path):
     assert "mean signed offset" in r.stdout
     out = json.loads((tmp_path / "f.json").read_text())
     assert (out["split"], out["n"], out["found"]) == ("all", 2, 2)
+
+
+def test_each_true_face_gets_the_prediction_nearest_its_points():
+    """Two overlapping faces: a large one whose box also holds the small one's centre. The small face is matched to
+    the prediction on it, not to the larger box around it; a prediction over an eye distance away matches nothing."""
+    small, large = face_shape(0.5, (150, 150)), face_shape(2.0, (0, 0))
+    small_box, large_box = (150, 150, 100, 110), (0, 0, 400, 440)
+    preds = [large + 1, small + 2]
+    assert evaluate.contains(large_box, (small.min(0) + small.max(0)) / 2)      # the old rule's trap
+    assert evaluate.pick([large_box, small_box], small) == 0
+    assert evaluate.nearest(preds, small) == 1 and evaluate.nearest(preds, large) == 0
+    iod = np.linalg.norm(small[36] - small[45])                                  # 35 pixels
+    assert evaluate.nearest([small + np.float32([iod - 1, 0])], small) == 0
+    assert evaluate.nearest([small + np.float32([iod + 1, 0])], small) is None
+    assert evaluate.nearest([], small) is None
