@@ -401,8 +401,8 @@ def main(argv=None):
         for name, m in rows:
             print(f"{name:54s} " + "  ".join(f"{r} {x:+5.1f} {y:+5.1f}" for r, (x, y) in m["offsets"].items()))
     if args.photos and args.compare:
-        print("note: dlib's 68-point predictor was trained on iBUG 300-W, whose training set holds AFW and HELEN: "
-              "these photos may be among its training faces")
+        print("note: dlib's 68-point predictor was trained on iBUG 300-W, whose training set is AFW and the HELEN and "
+              "LFPW training sets: these photos are likely among its training faces")
     if args.ced:
         plot_ced(curves, args.ced)
     if args.json:

@@ -158,9 +158,11 @@ def server():
     """python app.py --port 0 --timeout 1, as a user starts it: (its address, its process id)."""
     proc = subprocess.Popen([sys.executable, "app.py", "--port", "0", "--timeout", "1"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    assert line.startswith("serving http://127.0.0.1:"), line + proc.stdout.read()
-    port = int(line.split(":")[2].split()[0])
+    seen = []
+    while not (seen and seen[-1].startswith("serving http://")):
+        seen.append(proc.stdout.readline())
+        assert seen[-1], "".join(seen)  # it ended without serving
+    port = int(seen[-1].split(":")[2].split()[0])
     assert port > 0
     yield port, proc.pid
     proc.terminate()
