@@ -19,11 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-if __name__ == "__main__":  # Ctrl-C while the libraries load: a quiet exit with status 130, not a traceback
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 MAX_PIXELS = 40_000_000  # a photo's pixels: 40 megapixels, what the largest phone photos have
-# OpenCV's own check of an image's header, before it decodes, for a format Pillow cannot read (read at cv2's import)
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C while the libraries load: quiet, status 130
+    # The server's OpenCV checks an image's header against the same limit before decoding, for a format Pillow
+    # cannot read (read when cv2 is imported; not set on import, where it would reach the importer's other work).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse  # noqa: E402

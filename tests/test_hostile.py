@@ -170,14 +170,18 @@ def server():
 
 
 def raw(port, data, wait):
-    """Send bytes on a fresh connection; what the server answers within wait seconds (b'' when it closes)."""
+    """Send bytes on a fresh connection; all the server answers until it closes it (b'' when it closes at once), or
+    None when it is still open after wait seconds."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(data)
         s.settimeout(wait)
+        reply = b""
         try:
-            return s.recv(4096)
+            while chunk := s.recv(4096):
+                reply += chunk
         except TimeoutError:
             return None
+        return reply
 
 
 def test_stalled_connections_are_closed(server):
