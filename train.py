@@ -301,7 +301,12 @@ def parse_args(argv=None):
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
     for k in ("input_size", "width", "blocks", "occlude"):
         if getattr(args, k) is not None and k not in RECIPES[args.model]:
-            p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} has a fixed shape")
+            p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} keeps the course's shape and "
+                    "recipe")
+    if args.occlude is not None and not 0 <= args.occlude <= 1:  # NaN fails it too
+        p.error(f"--occlude {args.occlude}: a share of the crops, from 0 to 1")
+    if args.blocks is not None and min(args.blocks) < 0:
+        p.error(f"--blocks {' '.join(map(str, args.blocks))}: numbers of residual blocks, 0 or more")
     if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
         p.error(f"--input-size must be a positive multiple of 16 (HeatmapNet halves it 4 times), not {args.input_size}")
     for k, v in RECIPES[args.model].items():

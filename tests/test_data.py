@@ -276,3 +276,15 @@ def test_face_region_keeps_points_on_their_pixels():
     assert max(moved.max(0) - moved.min(0)) == pytest.approx(128, abs=1)
     assert region.shape[0] == region.shape[1] == round(4 * 128)
     assert np.abs(centroid(region[:, :, 0]) - moved[30]).max() < 0.6
+
+
+def test_occlusion_covers_part_of_the_face_and_keeps_its_points():
+    kp = face_shape(1.0, (40, 30))
+    image = np.full((260, 240, 3), 128, np.uint8)
+    out = {}
+    for occlude in (0.0, 1.0):
+        np.random.seed(0)  # the same box, turn and mirror: the patch is drawn after them
+        out[occlude] = dl.FaceCrop(96, augment=True, occlude=occlude)({"image": image, "keypoints": kp})
+    np.testing.assert_array_equal(out[0.0]["keypoints"].numpy(), out[1.0]["keypoints"].numpy())
+    plain, covered = (out[o]["image"][0].numpy() * 255 for o in (0.0, 1.0))
+    assert (np.abs(covered - plain) > 30).mean() > 0.02  # a patch unlike the grey face

@@ -16,10 +16,11 @@ def test_heatmapnet_maps_crops_to_136_numbers():
 
 
 def test_weights_round_trip(tmp_path):
-    m = models.HeatmapNet(input_size=64)
+    m = models.HeatmapNet(input_size=64, blocks=(1, 2, 3))
     torch.save(models.checkpoint(m), tmp_path / "w.pt")
     loaded = models.load_model(tmp_path / "w.pt")
-    assert loaded.input_size == 64 and not loaded.training
+    assert loaded.input_size == 64 and loaded.blocks == (1, 2, 3) and not loaded.training
+    assert len(loaded.down3) == 1 + 3  # the halving conv, then three residual blocks
     x = torch.rand(1, 1, 64, 64)
     assert torch.equal(loaded(x), m.eval()(x))
 

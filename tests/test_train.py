@@ -224,10 +224,16 @@ def test_wing_loss_is_log_shaped_below_w_and_l1_beyond():
 
 
 def test_a_run_started_before_the_loss_setting_resumes_with_smoothl1():
-    args = train.parse_args(["--model", "HeatmapNet"])
+    args = train.parse_args(["--model", "HeatmapNet", "--occlude", "0.3"])
     assert args.loss == "wing"
+    with pytest.raises(train.TrainError, match="started with occlude 0.0, not 0.3"):
+        train.take_settings(args, {"settings": {"model": "HeatmapNet", "epochs": 50}}, "old.ckpt")
+    args = train.parse_args(["--model", "HeatmapNet"])
     train.take_settings(args, {"settings": {"model": "HeatmapNet", "epochs": 50}}, "old.ckpt")
-    assert args.loss == "smoothl1"
+    assert (args.loss, args.blocks, args.occlude) == ("smoothl1", (1, 1, 1), 0.0)  # as runs then trained
+    args = train.parse_args(["--model", "HeatmapNet", "--blocks", "1", "2", "2"])
+    train.take_settings(args, {"settings": {"model": "HeatmapNet", "blocks": (1, 2, 2)}}, "new.ckpt")
+    assert args.blocks == (1, 2, 2)
 
 
 def test_zero_epochs_is_refused(capsys):
