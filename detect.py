@@ -513,6 +513,7 @@ class Results:
 
     def __init__(self, path, force=False):
         self.path, self.entries, self.file = (Path(path) if path else None), [], None
+        self.lines = bool(self.path) and self.path.suffix.lower() == ".jsonl"
         if not self.path:
             return
         self.file = self.path.open("a")  # created if need be, never emptied before the lock is ours
@@ -525,7 +526,6 @@ class Results:
         if self.file.tell() and not force:  # written by a run that ended after this one checked (check_outputs)
             self.file.close()
             raise dl.DataError(f"{path}: exists; use --force to overwrite it")
-        self.lines = self.path.suffix.lower() == ".jsonl"
         if self.lines:
             self.file.truncate(0)
 
@@ -693,9 +693,9 @@ def check_outputs(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    settings = {k: getattr(args, k) for k in SETTINGS}
     try:
-        check_settings(min_size=args.min_size, hog_threshold=args.hog_threshold, scale_factor=args.scale_factor,
-                       min_neighbors=args.min_neighbors, min_confidence=args.min_confidence)
+        check_settings(**settings)  # before check_outputs makes any folder
     except ValueError as e:
         sys.exit(f"error: {e}")
     problem = check_outputs(args)
@@ -703,10 +703,8 @@ def main(argv=None):
         sys.exit(f"error: {problem}")
     try:
         fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, args.device, detector=args.detector,
-                                   min_size=args.min_size, hog_threshold=args.hog_threshold, scale_factor=args.scale_factor,
-                                   min_neighbors=args.min_neighbors, min_confidence=args.min_confidence,
                                    flip=args.flip, refine=args.refine, runtime=args.runtime,
-                                   labelling=args.labelling)
+                                   labelling=args.labelling, **settings)
     except (WeightsError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.camera is not None:

@@ -167,8 +167,10 @@ class Dlib:
         self.boxes += len(rects)
         points = [self.points(rgb, r) for r in rects]
         i = nearest(points, gt)
-        r = rects[i] if i is not None else None
-        return (None, None) if r is None else (points[i], np.float32([r.left(), r.top(), r.width(), r.height()]))
+        if i is None:
+            return None, None
+        r = rects[i]
+        return points[i], np.float32([r.left(), r.top(), r.width(), r.height()])
 
     def points(self, rgb, rect):
         return np.float32([(p.x, p.y) for p in self.predictor(rgb, rect).parts()])
@@ -287,8 +289,8 @@ def load_split(data, split):
 
 
 def print_row(name, m):
-    print(f"{name:54s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['median']:6.2f} {m['fail_10']:8.1f} {m['auc_10']:7.3f} "
-          f"{m.get('ms_per_face', float('nan')):8.2f} {m.get('pipeline_s', float('nan')):7.1f} "
+    print(f"{name:54s} {m['found']:>4d}/{m['n']:<4d} {m['nme']:6.2f} {m['median']:6.2f} {m['fail_10']:8.1f} "
+          f"{m['auc_10']:7.3f} {m.get('ms_per_face', float('nan')):8.2f} {m.get('pipeline_s', float('nan')):7.1f} "
           f"{m['boxes'] if 'boxes' in m else '':>5}  "
           + " ".join(f"{m['regions'][r]:6.2f}" for r in dl.REGIONS))
 
@@ -389,8 +391,8 @@ def main(argv=None):
         m["ms_per_face"] = ms
     print(f"{what}, protocol {args.protocol}, {args.threads} threads; pipe s: detector and keypoints over all the "
           "images, the predictors taking turns image by image; boxes: faces reported in all")
-    print(f"{'model':54s} {'found':>9s} {'NME%':>6s} {'median':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s} {'pipe s':>7s} "
-          f"{'boxes':>5s}  "
+    print(f"{'model':54s} {'found':>9s} {'NME%':>6s} {'median':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s} "
+          f"{'pipe s':>7s} {'boxes':>5s}  "
           + " ".join(f"{r:>6s}" for r in dl.REGIONS))
     for name, m in rows:
         print_row(name, m)

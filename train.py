@@ -351,7 +351,7 @@ def train(args, stop=None):
             print(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
         photos = None
     train_set, val_sets = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
-                                   args.all_people, getattr(args, "occlude", 0.0))
+                                   args.all_people, args.occlude)
     conventions = Conventions(len(val_sets)) if len(val_sets) > 1 else None
     params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \
