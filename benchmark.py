@@ -19,7 +19,9 @@ import cv2
 import numpy as np
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, VideoOut
+import detectors
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
+from video import VideoOut
 
 DEMO = "images/astronaut.png"
 
@@ -87,7 +89,7 @@ def candidates():
 
     def haar_profile(rgb):  # the frontal cascade as the pipeline runs it, and the profile cascade both ways
         boxes = list(haar.find_faces(rgb)[0])
-        s = haar.scan_scale(rgb.shape)
+        s = haar.face_detector.scale(rgb.shape)
         gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None, fx=s, fy=s)
         for flip in (False, True):
             g = np.ascontiguousarray(gray[:, ::-1]) if flip else gray
@@ -95,11 +97,15 @@ def candidates():
                 boxes.append(np.float32([g.shape[1] - x - w if flip else x, y, w, h]) / s)
         return boxes
 
-    out = {"haar (the course's cascade)": lambda rgb: list(haar.find_faces(rgb)[0]),
+    blaze = {name: detectors.Blaze(**options) for name, options in
+             {"blaze (BlazeFace full range, default)": {}, "blaze, threshold 0.5": {"threshold": 0.5},
+              "blaze, --min-size 40 (tiles)": {"min_size": 40}}.items()}
+    out = {name: (lambda b: lambda rgb: list(b.find(rgb)[0]))(b) for name, b in blaze.items()}
+    out |= {"haar (the course's cascade)": lambda rgb: list(haar.find_faces(rgb)[0]),
            "haar + profile cascades": haar_profile,
-           "hog (dlib HOG, default)": lambda rgb: list(hog.find_faces(rgb)[0]),
+           "hog (dlib HOG, threshold -0.4)": lambda rgb: list(hog.find_faces(rgb)[0]),
            "dlib HOG, upsample 1": lambda rgb: [(r.left(), r.top(), r.width(), r.height())
-                                                for r in hog.hog(rgb, 1)]}
+                                                for r in hog.face_detector.hog(rgb, 1)]}
     try:
         import face_recognition_models
         cnn = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
@@ -112,13 +118,17 @@ def candidates():
 
 
 def compare_detectors(folder, split):
-    """Faces found (a box holding the labelled face's centre), boxes in all, and time per 640x480 frame and per
-    1024-pixel photo, for each candidate."""
-    from evaluate import pick
+    """Faces found (a box holding the labelled face's centre; per yaw band where the folder has a yaw.json), boxes in
+    all, and time per 640x480 frame and per 1024-pixel photo (of the 300-W photos), for each candidate."""
+    from evaluate import pick, yaw_bands
     paths, kps = dl.read_photos(folder, split)
+    bands = yaw_bands(folder, paths) or [""] * len(paths)
     images = {p: dl.read_image(p) for p in dict.fromkeys(paths)}
     frame = synthetic_clip(1)[0][0][:, :, ::-1]
-    photo = next(im for im in images.values() if max(im.shape[:2]) == 1024)
+    # A photo of the folder 1024 pixels on its longer side; in a folder without one, the demo photo at that size.
+    photo = next((im for im in images.values() if max(im.shape[:2]) == 1024), None)
+    if photo is None:
+        photo = cv2.resize(dl.read_image(DEMO), (1024, 1024))
     print(f"{folder} {split} split: {len(paths)} faces in {len(images)} files; 2 threads")
     for name, fn in candidates().items():
         ms = [min(timed(fn, im) for _ in range(3)) for im in (frame, photo)]
@@ -126,9 +136,11 @@ def compare_detectors(folder, split):
             counts = "found   -/-    boxes    -"
         else:
             boxes = {p: fn(im) for p, im in images.items()}
-            found = sum(pick(boxes[p], k) is not None for p, k in zip(paths, kps))
-            counts = f"found {found:3d}/{len(paths)}  boxes {sum(map(len, boxes.values())):4d}"
-        print(f"{name:30s} {counts}  640x480 frame {ms[0]:6.0f} ms  1024-pixel photo {ms[1]:6.0f} ms")
+            hit = [pick(boxes[p], k) is not None for p, k in zip(paths, kps)]
+            counts = f"found {sum(hit):3d}/{len(paths)}  boxes {sum(map(len, boxes.values())):4d}"
+            counts += "".join(f"  {band} {sum(h for h, b in zip(hit, bands) if b == band)}/{bands.count(band)}"
+                              for band in sorted(set(bands) - {""}))
+        print(f"{name:38s} {counts}  640x480 frame {ms[0]:6.1f} ms  1024-pixel photo {ms[1]:6.1f} ms")
 
 
 def timed(fn, *args):
@@ -193,6 +205,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
     p.add_argument("--frames", type=int, default=150, help="frames of the synthetic clip for the video figures")
+    p.add_argument("--detector", choices=list(detectors.DETECTORS), default="blaze",
+                   help="face detector for the video and photo figures")
     p.add_argument("--photos", metavar="DIR", help="a folder in the 300-W layout, for --detectors and --pipeline")
     p.add_argument("--photo-split", choices=list(dl.PHOTO_SPLITS), default="validation",
                    help="which of --photos' faces (split by photo id)")
@@ -215,13 +229,13 @@ def main(argv=None):
         if args.pipeline:
             compare_pipelines(args.photos, args.photo_split)
         return
-    fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS)
+    fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector)
     frames, offsets = synthetic_clip(args.frames)
     fkd.detect(frames[0])  # warm-up
     every = fps(lambda fr: [fkd.detect(f) for f in fr], frames)
     tracking = fps(lambda fr: list(fkd.track(fr, smooth=True)), frames)
-    print(f"640x480, one face, {len(frames)} frames, 2 threads: detect every frame {every:.1f} fps, "
-          f"tracking (re-detect every 10 frames) {tracking:.1f} fps")
+    print(f"{args.detector}, 640x480, one face, {len(frames)} frames, 2 threads: detect every frame {every:.1f} fps, "
+          f"tracking (the detector every {plural(fkd.face_detector.redetect_every, 'frame')}) {tracking:.1f} fps")
     for smooth in (False, True):
         j, lag, off_path = jitter_and_lag(track_points(fkd, frames, smooth=smooth), offsets)
         print(f"smoothing {'on ' if smooth else 'off'}: jitter {j:.2f} px/frame, lag {lag:.0f} ms, "

@@ -14,20 +14,15 @@ Python:
 """
 import argparse
 import fcntl
-import io
 import itertools
 import json
-import math
 import numbers
 import os
 import re
 import signal
 import sys
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 # FFmpeg inside OpenCV prints its own complaints about a broken video (`moov atom not found`) to the terminal; the
@@ -39,25 +34,18 @@ import cv2  # noqa: E402
 import numpy as np
 import torch
 
+import crops
 import data_load as dl
-from models import WeightsError, WithConfidence, check_device, load_model
+from detectors import DETECTORS, Hog, nms
+from models import WeightsError, WithConfidence, check_device, load_model, onnx_bytes, onnx_runner
 from pose import draw_pose, head_pose
+from video import Tracker, VideoOut, read_frames
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "saved_models" / "heatmapnet.pt"
-CASCADES = Path(cv2.data.haarcascades)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-# The face detector sees the image scaled to at most this many pixels a side (bounded memory and time for huge
-# photos), and scaled up where a small face needs it to fill the detector's smallest window (DETECTORS).
-DETECT_MAX_SIDE = 1600
-# The face detectors: dlib's HOG detector (five HOG filters: frontal, turned left and right, tilted left and right)
-# and the course's frontal Haar cascade. window: the smallest face each finds, in pixels of the image it scans;
-# min_size: the smallest face looked for by default. HOG's threshold (dlib's default is 0) is the highest that finds
-# every validation face of both sources (`python benchmark.py --hog-thresholds`): the keypoint model's confidence
-# floor then drops the boxes that hold no face.
-DETECTORS = {"hog": {"window": 80, "min_size": 40, "threshold": -0.4}, "haar": {"window": 24, "min_size": 12}}
-# HOG finds faces tilted up to about 30 degrees in the picture. Where it finds none in a photo, detect() looks again
-# with the photo turned this many degrees either way, for faces tilted further (the model is trained up to 45).
+# HOG and Haar find faces tilted up to about 30 degrees in the picture. Where HOG finds none in a photo, detect() looks
+# again with the photo turned this many degrees either way, for faces tilted further (the model is trained up to 45).
 TILT_SCAN = 35
 
 @dataclass
@@ -72,107 +60,6 @@ class Face:
         return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 3),
                 "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints],
                 "pose": [round(float(v), 1) for v in self.pose]} | ({} if self.id is None else {"id": self.id})
-
-
-def intersection(a, b):
-    """Area shared by two (x, y, w, h) boxes."""
-    x, y, w, h = a
-    X, Y, W, H = b
-    return max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
-
-
-def iou(a, b):
-    inter = intersection(a, b)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
-def nms(boxes, scores, threshold=0.3):
-    """Indices of the boxes kept by non-maximum suppression (a box mostly inside a kept one goes too)."""
-    keep = []
-    for i in np.argsort(scores)[::-1]:
-        if all(iou(boxes[i], boxes[j]) <= threshold
-               and intersection(boxes[i], boxes[j]) <= 0.7 * min(boxes[i][2] * boxes[i][3], boxes[j][2] * boxes[j][3])
-               for j in keep):
-            keep.append(i)
-    return keep
-
-
-class OneEuroFilter:
-    """The 1-euro filter (Casiez et al. 2012): smooths jitter when still, follows fast moves with little lag."""
-
-    def __init__(self, min_cutoff=1.0, beta=0.5, d_cutoff=1.0):
-        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.x = self.dx = self.t = None
-
-    @staticmethod
-    def _alpha(cutoff, dt):
-        r = 2 * math.pi * cutoff * dt
-        return r / (r + 1)
-
-    def __call__(self, x, t):
-        if self.x is None:
-            self.x, self.dx, self.t = x, np.zeros_like(x), t
-            return x
-        dt = max(t - self.t, 1e-6)
-        dx = (x - self.x) / dt
-        self.dx = self.dx + self._alpha(self.d_cutoff, dt) * (dx - self.dx)
-        cutoff = self.min_cutoff + self.beta * np.abs(self.dx)
-        self.x = self.x + self._alpha(cutoff, dt) * (x - self.x)
-        self.t = t
-        return self.x
-
-
-def onnx_bytes(model):
-    """The model, with its confidence output, as an ONNX file in memory (any batch size)."""
-    buf = io.BytesIO()
-    x = torch.zeros(1, model.in_channels, model.input_size, model.input_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated, and needs no onnxscript
-        faces = {0: "faces"}
-        torch.onnx.export(WithConfidence(model).eval(), x, buf, dynamo=False, input_names=["x"],
-                          output_names=["y", "c"], dynamic_axes={"x": faces, "y": faces, "c": faces})
-    return buf.getvalue()
-
-
-def quantize(model, crops):
-    """The model as int8 ONNX, its activation ranges measured on crops (N x C x S x S float32 face crops, as the
-    model sees them), all but the first layer. On this project's 2-core CPU it takes a face in less time than the
-    float model (2.59 against 3.58 ms on the unseen people), with the same NME (saved_models/README.md)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Crops(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(crops)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"x": x[None]}
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, pre, dst = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
-        src.write_bytes(onnx_bytes(model))
-        # Shapes and graph optimizations first: without them the int8 model runs slower than the float one.
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
-        # The layer that reads the image stays float: quantized, it cost 0.15 points of NME on the 300-W validation
-        # photos, for 0.2 ms a face.
-        first = [n.name for n in onnx.load(pre).graph.node if "x" in n.input]
-        quantize_static(pre, dst, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        op_types_to_quantize=["Conv", "Add", "Relu"], nodes_to_exclude=first,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return dst.read_bytes()
-
-
-def onnx_runner(onnx_model):
-    """A session of ONNX Runtime: on a CPU, one small face at a time, several times faster than eager PyTorch,
-    whose per-layer overhead dominates at that size. batch -> (keypoints, conf)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(None, {"x": batch})
 
 
 # What each setting may be (None: its default): a value outside these cannot work, and is refused before any work.
@@ -193,8 +80,9 @@ def check_settings(**values):
 class FaceKeypointDetector:
     """Loads the keypoint model and the face detector once; .detect(image) -> list of Face.
 
-    detector: 'hog' (dlib's HOG detector, the default) or 'haar' (the course's frontal Haar cascade); min_size: the
-    smallest face looked for, in pixels, and hog_threshold HOG's score threshold (DETECTORS has the defaults);
+    detector: a name in detectors.DETECTORS: 'blaze' (MediaPipe's BlazeFace, the default), 'hog' (dlib's HOG
+    detector) or 'haar' (the course's frontal Haar cascade); min_size: the smallest face looked for, in pixels, and
+    hog_threshold HOG's score threshold (each detector's class has the defaults);
     scale_factor and min_neighbors: the Haar cascade's. min_confidence: the keypoint model's floor below which a box
     holds no face (default: the one stored in the weights).
 
@@ -206,7 +94,7 @@ class FaceKeypointDetector:
     labelling: whose convention the points follow, one of the weights' labellings ('300w', the default of weights
     trained with photos, or 'course', the course data's annotators)."""
 
-    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="hog", min_size=None, hog_threshold=None,
+    def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="blaze", min_size=None, hog_threshold=None,
                  scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False,
                  labelling=None):
         check_settings(min_size=min_size, hog_threshold=hog_threshold, scale_factor=scale_factor,
@@ -226,14 +114,9 @@ class FaceKeypointDetector:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
         self.detector = detector
-        if detector == "hog":
-            import dlib
-            self.hog = dlib.get_frontal_face_detector()
-        else:
-            self.cascade = cv2.CascadeClassifier(str(CASCADES / "haarcascade_frontalface_default.xml"))
-        self.min_size = min_size or DETECTORS[detector]["min_size"]
-        self.hog_threshold = DETECTORS["hog"]["threshold"] if hog_threshold is None else hog_threshold
-        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+        options = {"hog": {"threshold": hog_threshold},
+                   "haar": {"scale_factor": scale_factor, "min_neighbors": min_neighbors}}.get(detector, {})
+        self.face_detector = DETECTORS[detector](min_size, **options)
         self.flip, self.refine = flip, refine
         known = self.model.labellings
         if labelling is not None and labelling not in known:
@@ -243,35 +126,8 @@ class FaceKeypointDetector:
     # ------------------------------------------------------------ the two stages
 
     def find_faces(self, rgb):
-        """Face boxes (N x 4, x y w h, in the detector's convention: HOG's frontal filter's for every HOG box) and
-        scores."""
-        boxes, scores, kinds = self.detections(rgb)
-        if self.detector == "hog":
-            boxes = np.float32([dl.hog_frontal(b, k) for b, k in zip(boxes, kinds)]).reshape(-1, 4)
-        keep = nms(boxes, scores)
-        return boxes[keep], scores[keep]
-
-    def detections(self, rgb):
-        """The detector's raw boxes (N x 4, x y w h), scores and which of its filters found each (HOG; 0 for Haar),
-        found on a copy scaled so that a face of min_size pixels fills the detector's smallest window, at most
-        DETECT_MAX_SIDE pixels a side."""
-        scale = self.scan_scale(rgb.shape)
-        if min(rgb.shape[:2]) * scale < DETECTORS[self.detector]["window"]:  # too thin to hold a face of min_size
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-        image = rgb if self.detector == "hog" else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if scale != 1:
-            image = cv2.resize(image, None, fx=scale, fy=scale,
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        if self.detector == "hog":
-            rects, scores, kinds = self.hog.run(image, 0, self.hog_threshold)
-            boxes = [(r.left(), r.top(), r.width(), r.height()) for r in rects]
-        else:
-            boxes, _, scores = self.cascade.detectMultiScale3(
-                image, self.scale_factor, self.min_neighbors, minSize=(DETECTORS["haar"]["window"],) * 2,
-                outputRejectLevels=True)
-            kinds = [0] * len(boxes)
-        return (np.float32(boxes).reshape(-1, 4) / scale, np.float32(scores).ravel(),
-                np.int64(kinds).ravel())
+        """Face boxes (N x 4, x y w h, in the detector's convention) and scores."""
+        return self.face_detector.find(rgb)
 
     def find_tilted_faces(self, rgb):
         """find_faces on the image turned TILT_SCAN degrees either way: boxes (upright, of the same size, around the
@@ -294,19 +150,16 @@ class FaceKeypointDetector:
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep]
 
-    def scan_scale(self, shape):
-        return min(DETECTORS[self.detector]["window"] / self.min_size, DETECT_MAX_SIDE / max(shape[:2]))
-
     def keypoints(self, rgb, boxes):
         """(68 keypoints, N x 68 x 2 in image pixels; confidence, N) for each face box, all boxes in one batch."""
-        return self.keypoints_in_rects(rgb, [dl.crop_rect(dl.model_box(b, self.detector), rgb.shape) for b in boxes])
+        return self.keypoints_in_rects(rgb, [crops.crop_rect(crops.model_box(b, self.detector), rgb.shape) for b in boxes])
 
     def keypoints_in_rects(self, rgb, rects):
         """(keypoints, confidence) for each crop rectangle (x0, y0, x1, y1), with a second pass when refine.
         The confidence is the first pass's: the floor in the weights was measured on crops from boxes."""
         kps, conf = self.one_pass(rgb, rects)
         if self.refine and len(kps):
-            kps = self.one_pass(rgb, [dl.crop_rect(dl.box_from_keypoints(k), rgb.shape) for k in kps])[0]
+            kps = self.one_pass(rgb, [crops.crop_rect(crops.box_from_keypoints(k), rgb.shape) for k in kps])[0]
         return kps, conf
 
     def one_pass(self, rgb, rects):
@@ -316,7 +169,7 @@ class FaceKeypointDetector:
         size, channels = self.model.input_size, self.model.in_channels
         batch = np.empty((len(rects), channels, size, size), np.float32)
         for i, rect in enumerate(rects):
-            crop = dl.cut_crop(rgb, rect, size, gray=channels == 1)
+            crop = crops.cut_crop(rgb, rect, size, gray=channels == 1)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         n = len(rects)
         if self.flip:
@@ -324,13 +177,13 @@ class FaceKeypointDetector:
         out, conf = self.run(batch * np.float32(1 / 255))
         pts = dl.keypoints_to_pixels(out, size)
         if self.flip:
-            pts = (pts[:n] + dl.mirror_keypoints(pts[n:], size)) / 2
+            pts = (pts[:n] + crops.mirror_keypoints(pts[n:], size)) / 2
         if self.labelling:  # the labels' convention, per point along and across the eye line
             along = pts[:, 45:46] - pts[:, 36:37]
             across = np.concatenate([-along[..., 1:], along[..., :1]], -1)  # y down: below the eyes
             ab = self.model.labellings[self.labelling]
             pts = pts + ab[:, :1] * along + ab[:, 1:] * across
-        return dl.from_crop(pts, rects, size), conf[:n]
+        return crops.from_crop(pts, rects, size), conf[:n]
 
     def run_torch(self, batch):
         with torch.inference_mode():
@@ -342,17 +195,19 @@ class FaceKeypointDetector:
     def detect(self, image, channels="bgr"):
         """image: a path, or a numpy array (channels: 'bgr' as OpenCV reads, or 'rgb'); gray, RGBA, 16-bit welcome."""
         rgb = self.as_rgb(image, channels)
-        faces = self.faces(rgb, *self.find_faces(rgb))
-        if not faces and self.detector == "hog":  # none upright: perhaps a face tilted further than HOG looks
-            faces = self.faces(rgb, *self.find_tilted_faces(rgb))
+        sure = self.face_detector.sure
+        faces = self.faces(rgb, *self.find_faces(rgb), sure=sure)
+        if not faces and self.face_detector.turn_scan:  # none upright: perhaps a face tilted further than it looks
+            faces = self.faces(rgb, *self.find_tilted_faces(rgb), sure=sure)
         return faces
 
-    def faces(self, rgb, boxes, scores, ids=None):
-        """Keypoints for each box; a box whose crop the model finds no face in is dropped."""
+    def faces(self, rgb, boxes, scores, ids=None, sure=float("inf")):
+        """Keypoints for each box; a box whose crop the model finds no face in is dropped, unless the detector scored
+        it at sure or more."""
         kps, conf = self.keypoints(rgb, boxes)
         ids = [None] * len(kps) if ids is None else ids
         return [Face(np.float32(b), k, float(s), head_pose(k, rgb.shape), i)
-                for b, k, s, c, i in zip(boxes, kps, scores, conf, ids) if c >= self.min_confidence]
+                for b, k, s, c, i in zip(boxes, kps, scores, conf, ids) if c >= self.min_confidence or s >= sure]
 
     @staticmethod
     def as_rgb(image, channels="bgr"):
@@ -368,66 +223,6 @@ class FaceKeypointDetector:
         tracker = Tracker(self, **tracking)
         for i, frame in enumerate(frames):
             yield frame, tracker.update(self.as_rgb(frame, channels), i / fps)
-
-
-class Tracker:
-    """Faces followed from frame to frame: .update(rgb, t) -> faces, each with an id that stays the same.
-
-    Between detections each face's crop comes from its keypoints in the previous frame. The face detector runs on the
-    first frame, every redetect_every frames, and on every frame for redetect_every frames after a face is lost
-    (covered, turned away, gone), so new faces are picked up; a face found again within forget_after seconds of
-    losing it gets its id back. Keypoints are smoothed with a One Euro filter when smooth."""
-
-    def __init__(self, fkd, redetect_every=10, smooth=True, forget_after=2.0):
-        self.fkd, self.redetect_every, self.smooth, self.forget_after = fkd, redetect_every, smooth, forget_after
-        self.tracked, self.filters, self.lost, self.next_id, self.frame, self.lost_at = [], {}, {}, 0, -1, None
-        self.shape = None
-
-    def update(self, rgb, t):
-        """The faces in this RGB frame, taken t seconds into the sequence."""
-        fkd, self.frame = self.fkd, self.frame + 1
-        if self.shape not in (None, rgb.shape[:2]):  # a camera that changed its size: the faces are looked for afresh
-            self.tracked, self.lost, self.lost_at = [], {}, self.frame
-        self.shape = rgb.shape[:2]
-        followed = fkd.faces(rgb, [dl.box_from_keypoints(f.keypoints, fkd.detector) for f in self.tracked],
-                             [f.score for f in self.tracked], ids=[f.id for f in self.tracked])
-        # A face that left the frame, or stopped looking like one, is lost.
-        followed = [f for f in followed if _inside(f.keypoints, rgb.shape)]
-        gone = {f.id for f in self.tracked} - {f.id for f in followed}
-        self.lost.update({f.id: (f, t) for f in self.tracked if f.id in gone})
-        if gone:
-            self.lost_at = self.frame
-        if self.frame % self.redetect_every == 0 or (self.lost_at is not None
-                                                      and self.frame - self.lost_at < self.redetect_every):
-            boxes, scores = fkd.find_faces(rgb)
-            # A box around a followed face's centre is that face: keep following it (no jump in its points).
-            fresh = [j for j, b in enumerate(boxes) if not any(contains(b, f.keypoints.mean(0)) for f in followed)]
-            ids = []
-            for j in fresh:
-                back = next((k for k, (f, _) in self.lost.items() if contains(boxes[j], f.keypoints.mean(0))), None)
-                if back is None:
-                    back, self.next_id = self.next_id, self.next_id + 1
-                self.lost.pop(back, None)
-                ids.append(back)
-            followed += fkd.faces(rgb, boxes[fresh], scores[fresh], ids=ids)
-        self.lost = {k: v for k, v in self.lost.items() if t - v[1] <= self.forget_after}
-        self.filters = {f.id: self.filters.get(f.id) or OneEuroFilter() for f in followed}
-        if self.smooth:
-            for f in followed:
-                f.keypoints = self.filters[f.id](f.keypoints, t)
-        self.tracked = followed
-        return followed
-
-
-def _inside(kp, shape):
-    h, w = shape[:2]
-    centre = kp.mean(0)
-    return 0 <= centre[0] < w and 0 <= centre[1] < h
-
-
-def contains(box, point):
-    x, y, w, h = box
-    return x <= point[0] <= x + w and y <= point[1] <= y + h
 
 
 # ---------------------------------------------------------------- drawing
@@ -545,38 +340,6 @@ class Results:
             self.file.close()  # the lock goes with it
 
 
-class VideoOut:
-    """An annotated video as H.264 in MP4, which web browsers play (OpenCV's own mp4v they do not), encoded by the
-    FFmpeg that PyAV ships; x264's fastest preset, which costs a frame about what mp4v does (`python benchmark.py`).
-    H.264's 4:2:0 colour needs even sides: an odd last row or column is left out."""
-
-    def __init__(self, path, fps, shape):
-        import av
-
-        self.av, self.path = av, path
-        try:
-            self.container = av.open(str(path), "w", format="mp4")
-            self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
-                                                    options={"preset": "ultrafast"})
-        except (OSError, av.FFmpegError) as e:
-            raise dl.DataError(f"{path}: cannot write the annotated video ({getattr(e, 'strerror', None) or e})") \
-                from None
-        self.stream.height, self.stream.width = shape[0] // 2 * 2, shape[1] // 2 * 2
-        self.stream.pix_fmt = "yuv420p"
-
-    def write(self, bgr):
-        frame = None if bgr is None else self.av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(bgr[:self.stream.height, :self.stream.width]), format="bgr24")
-        try:
-            self.container.mux(self.stream.encode(frame))
-        except (OSError, self.av.FFmpegError) as e:
-            raise dl.DataError(f"{self.path}: cannot write the annotated video ({e})") from None
-
-    def close(self):
-        self.write(None)  # flush the encoder
-        self.container.close()
-
-
 class Stop:
     """Ctrl-C (SIGINT) and SIGTERM (a scheduler, a kill) only raise a flag, which a long run reads at its safe points
     (between files and video frames, between training steps) with check(): it never stops half-way through writing
@@ -598,15 +361,6 @@ class Stop:
     def check(self):
         if self.signal is not None:
             raise KeyboardInterrupt
-
-
-def read_frames(cap):
-    """The frames of an opened cv2.VideoCapture until it runs out."""
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return
-        yield frame
 
 
 def run_camera(fkd, index, args):
@@ -638,12 +392,15 @@ def parse_args(argv=None):
                         "an RGBA PNG of yours where NAME goes (filters.py)")
     p.add_argument("--pose", action="store_true", help="draw head pose axes (also with --filter)")
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
-    p.add_argument("--detector", choices=list(DETECTORS), default="hog",
-                   help="face detector: dlib's HOG detector (turned and tilted faces) or the course's Haar cascade")
+    p.add_argument("--detector", choices=list(DETECTORS), default="blaze",
+                   help="face detector: MediaPipe's BlazeFace (fast, turned faces up to profile), dlib's HOG "
+                        "detector or the course's Haar cascade (detectors.py)")
     p.add_argument("--min-size", type=float, metavar="PX",
-                   help="smallest face to look for, in pixels (default: 40 for hog, 12 for haar)")
-    p.add_argument("--hog-threshold", type=float, default=DETECTORS["hog"]["threshold"],
-                   help="HOG detector's score threshold: lower finds more faces and more false boxes")
+                   help="smallest face to look for, in pixels (default: 40 for hog, 12 for haar; blaze: one pass "
+                        "finds faces down to a twelfth of the image's longer side, a smaller PX adds tiles)")
+    p.add_argument("--hog-threshold", type=float,
+                   help=f"HOG detector's score threshold: lower finds more faces and more false boxes "
+                        f"(default: {Hog.default_threshold})")
     p.add_argument("--scale-factor", type=float, default=1.1, help="Haar cascade's step between scales")
     p.add_argument("--min-neighbors", type=int, default=3, help="Haar cascade's overlapping hits to keep a box")
     p.add_argument("--min-confidence", type=float,

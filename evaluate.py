@@ -3,9 +3,11 @@
     python evaluate.py --split unseen --protocol pipeline --compare dlib
     python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json net.json
     python evaluate.py --photos ../shared/300w --photo-split test --compare dlib   # real photos, 300-W layout
+    python evaluate.py --photos ../shared/aflw2000 --compare dlib   # turned faces, per yaw band (its yaw.json)
     python evaluate.py --box-stats --detector hog   # where a face detector puts its box around the 68 points
 
-NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %.
+NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %; on a folder with
+a yaw.json (faces up to profile), / sqrt(width x height) of the true points' box, reported per yaw band.
 fail_10: % of faces with NME > 10%. auc_10: area under the cumulative error distribution up to 10%, in [0, 1].
 Pipeline protocol: a face the detector misses counts as a failure (NME infinite) in fail_10 and auc_10, and is left
 out of the mean NME, which is over the faces found.
@@ -25,9 +27,11 @@ import numpy as np
 import torch
 
 import data_load as dl
-from detect import DEFAULT_WEIGHTS, DETECTORS, FaceKeypointDetector, contains, iou, plural
+from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
+from detectors import DETECTORS, contains, iou
 from models import WeightsError
 
+YAW_BANDS = ("yaw 0-30", "yaw 30-60", "yaw 60-90")
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
 
 
@@ -37,24 +41,32 @@ class EvalError(ValueError):
 
 # ---------------------------------------------------------------- metrics
 
-def nme(pred, gt):
+def normalizer(gt, norm="iod"):
+    """Each face's length that errors are divided by: the inter-ocular distance (outer eye corners, 36 and 45), or
+    'box': sqrt(width x height) of the true points' bounding box, the usual measure on faces turned up to profile,
+    whose eye distance shrinks to nothing."""
+    if norm == "box":
+        return np.sqrt(np.prod(gt.max(1) - gt.min(1), axis=-1))
+    return np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+
+
+def nme(pred, gt, norm="iod"):
     """Per-face NME in % (N), pred and gt N x 68 x 2; NaN predictions (missed faces) give inf."""
-    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
-    err = np.linalg.norm(pred - gt, axis=-1).mean(-1) / iod * 100
+    err = np.linalg.norm(pred - gt, axis=-1).mean(-1) / normalizer(gt, norm) * 100
     return np.where(np.isnan(err), np.inf, err)
 
 
-def metrics(pred, gt):
-    e = nme(pred, gt)
+def metrics(pred, gt, norm="iod"):
+    e = nme(pred, gt, norm)
     found = np.isfinite(e)
     thresholds = np.linspace(0, 10, 1001)
     ced = (e[None, :] <= thresholds[:, None]).mean(1)
-    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+    unit = normalizer(gt, norm)
     regions = {name: float(np.nanmean(np.linalg.norm(pred[:, idx] - gt[:, idx], axis=-1).mean(-1)[found]
-                                      / iod[found]) * 100) if found.any() else float("nan")
+                                      / unit[found]) * 100) if found.any() else float("nan")
                for name, idx in dl.REGIONS.items()}
-    # Mean signed offset (x, y) of each region, % of the inter-ocular distance: a labelling convention shows here.
-    d = (pred - gt)[found] / iod[found, None, None] * 100
+    # Mean signed offset (x, y) of each region, % of the normalizer: a labelling convention shows here.
+    d = (pred - gt)[found] / unit[found, None, None] * 100
     offsets = {name: [float(v) for v in d[:, idx].mean((0, 1))] if found.any() else [float("nan")] * 2
                for name, idx in dl.REGIONS.items()}
     return {"n": len(e), "found": int(found.sum()), "nme": float(e[found].mean()) if found.any() else float("nan"),
@@ -90,15 +102,16 @@ def pick(boxes, gt):
     return max(hits, key=lambda i: boxes[i][2]) if hits else None
 
 
-def nearest(points, gt):
+def nearest(points, gt, norm="iod"):
     """The one rule that matches every predictor's faces to a true face: the index of the prediction (each 68 x 2)
-    whose points lie nearest the true ones (mean point distance), if that is within one inter-ocular distance; else
-    None. A box that merely holds the face's centre can be another, larger face's."""
+    whose points lie nearest the true ones (mean point distance), if that is within one normalizer (the
+    inter-ocular distance, or the box's size for norm 'box'); else None. A box that merely holds the face's centre
+    can be another, larger face's."""
     if not len(points):
         return None
     d = [float(np.linalg.norm(p - gt, axis=-1).mean()) for p in points]
     i = int(np.argmin(d))
-    return i if d[i] <= np.linalg.norm(gt[36] - gt[45]) else None
+    return i if d[i] <= normalizer(gt[None], norm)[0] else None
 
 
 def detector(args):
@@ -121,11 +134,11 @@ class OurModel:
         self.name = f"{type(self.model).__name__} ({Path(weights).name}, {how})"
         self.boxes = 0  # faces reported in all, the labelled one and any other
 
-    def pipeline(self, rgb, gt):
+    def pipeline(self, rgb, gt, norm):
         """The whole pipeline as a user gets it (detector, confidence filter, model): the face picked, or None."""
         faces = self.fkd.detect(rgb, channels="rgb")
         self.boxes += len(faces)
-        i = nearest([f.keypoints for f in faces], gt)
+        i = nearest([f.keypoints for f in faces], gt, norm)
         return (None, None) if i is None else (faces[i].keypoints, faces[i].box)
 
     def dataset(self, rgb):
@@ -160,13 +173,13 @@ class Dlib:
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
-    def pipeline(self, rgb, gt):
+    def pipeline(self, rgb, gt, norm):
         """dlib as its documentation shows it: every rectangle of its detector (upsampled once) straight into its
         predictor, on the RGB image."""
         rects = self.detector(rgb, 1)
         self.boxes += len(rects)
         points = [self.points(rgb, r) for r in rects]
-        i = nearest(points, gt)
+        i = nearest(points, gt, norm)
         if i is None:
             return None, None
         r = rects[i]
@@ -182,14 +195,14 @@ class Dlib:
 
 # ---------------------------------------------------------------- the run
 
-def run(predictors, images, gts, protocol):
+def run(predictors, images, gts, protocol, norm="iod"):
     """Every predictor over the images, taking turns image by image (so a drifting machine slows all alike):
     per predictor (predictions N x 68 x 2, NaN for a face not found; the boxes; seconds in all)."""
     preds, boxes, seconds = [[] for _ in predictors], [[] for _ in predictors], [0.0 for _ in predictors]
     for rgb, gt in zip(images, gts):
         for k, pr in enumerate(predictors):
             t0 = time.perf_counter()
-            p, b = pr.pipeline(rgb, gt) if protocol == "pipeline" else (pr.dataset(rgb), None)
+            p, b = pr.pipeline(rgb, gt, norm) if protocol == "pipeline" else (pr.dataset(rgb), None)
             seconds[k] += time.perf_counter() - t0
             preds[k].append(np.full((68, 2), np.nan, np.float32) if p is None else p)
             boxes[k].append(b)
@@ -251,10 +264,10 @@ def wild(fkd, folder):
 def box_stats(fkd, samples):
     """Where fkd's face detector puts its box relative to the 68 points, over the faces it finds among samples
     ((image path, keypoints) pairs), per filter of the detector (HOG's five; Haar's one): {filter: (a
-    data_load.DETECTOR_BOXES-like entry, the number of faces it is measured on)}."""
+    crops.DETECTOR_BOXES-like entry, the number of faces it is measured on)}."""
     rows = []
     for path, kp in samples:
-        boxes, _, kinds = fkd.detections(dl.read_image(path))
+        boxes, _, kinds = fkd.face_detector.detections(dl.read_image(path))
         i = pick(boxes, kp)
         if i is not None:
             x, y, w, h = boxes[i]
@@ -277,6 +290,13 @@ def load_photos(folder, split):
     """(names, images, keypoints, sources) of a 300-W folder's split."""
     paths, kps = dl.read_photos(folder, split)
     return [str(p) for p in paths], [dl.read_image(p) for p in paths], kps, [dl.source(p) for p in paths]
+
+
+def yaw_bands(folder, names):
+    """Each face's yaw band ('yaw 0-30', 'yaw 30-60', 'yaw 60-90') from the folder's yaw.json, or None for a folder
+    without one."""
+    yaws = dl.read_yaws(folder, names)
+    return None if yaws is None else [YAW_BANDS[min(int(abs(y) // 30), 2)] for y in yaws]
 
 
 def load_split(data, split):
@@ -319,8 +339,8 @@ def main(argv=None):
     p.add_argument("--protocol", choices=["pipeline", "dataset"], default="pipeline",
                    help="pipeline: the face detector finds the face in the whole image; dataset: the image is the "
                         "crop (the course's own measure)")
-    p.add_argument("--detector", choices=list(DETECTORS), default="hog",
-                   help="face detector: dlib's HOG or the course's Haar cascade")
+    p.add_argument("--detector", choices=list(DETECTORS), default="blaze",
+                   help="face detector (detectors.py): blaze, hog or haar")
     p.add_argument("--box-stats", action="store_true",
                    help="instead: where --detector puts its box around the 68 points, on the training faces")
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
@@ -360,9 +380,14 @@ def main(argv=None):
     if args.box_stats:
         return print_box_stats(fkd, args)
     try:
+        norm = "iod"
         if args.photos:
             names, images, gts, sources = load_photos(args.photos, args.photo_split)
             what = f"{args.photos} {args.photo_split} split ({len(images)} faces)"
+            bands = yaw_bands(args.photos, names)
+            if bands:  # faces up to profile: per yaw band, normalized by the true points' box
+                sources, norm = bands, "box"
+                what += "; NME normalized by sqrt(width x height) of the true points' box, per yaw band"
         else:
             names, images, gts = load_split(dl.data_dir(args.data), args.split)
             sources, what = None, f"split {args.split} ({len(images)} images)"
@@ -373,8 +398,8 @@ def main(argv=None):
         sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
 
     rows, curves, jobs = [], {}, []
-    for pr, (preds, boxes, seconds) in zip(predictors, run(predictors, images, gts, args.protocol)):
-        m = metrics(preds, gts)
+    for pr, (preds, boxes, seconds) in zip(predictors, run(predictors, images, gts, args.protocol, norm)):
+        m = metrics(preds, gts, norm)
         m["pipeline_s"], m["boxes"] = seconds, pr.boxes
         if args.protocol == "pipeline":
             jobs.append((pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None]))
@@ -383,8 +408,10 @@ def main(argv=None):
         if isinstance(pr, OurModel):
             m["faces_per_s_batch64"] = throughput(pr.model)
         if sources:
-            m["sources"] = {src: metrics(preds[idx], gts[idx]) for src in sorted(set(sources))
+            m["sources"] = {src: metrics(preds[idx], gts[idx], norm) for src in sorted(set(sources))
                             for idx in [np.flatnonzero(np.array(sources) == src)]}
+            if norm == "box":
+                m["band_mean"] = float(np.mean([b["nme"] for b in m["sources"].values()]))
         curves[pr.name] = m.pop("errors")
         rows.append((pr.name, m))
     for (_, m), ms in zip(rows, speeds(jobs)):
@@ -398,11 +425,14 @@ def main(argv=None):
         print_row(name, m)
         for src, ms in m.get("sources", {}).items():
             print_row(f"  {src}", ms)
+        if "band_mean" in m:
+            print(f"{'  mean of the yaw bands':54s} {'':9s} {m['band_mean']:6.2f}")
     if args.protocol == "pipeline" and len(images):
-        print("mean signed offset (x, y) per region, % of the inter-ocular distance (+y: below the labels)")
+        print(f"mean signed offset (x, y) per region, % of the {'box size' if norm == 'box' else 'inter-ocular distance'}"
+              " (+y: below the labels)")
         for name, m in rows:
             print(f"{name:54s} " + "  ".join(f"{r} {x:+5.1f} {y:+5.1f}" for r, (x, y) in m["offsets"].items()))
-    if args.photos and args.compare:
+    if args.photos and args.compare and norm == "iod":
         print("note: dlib's 68-point predictor was trained on iBUG 300-W, whose training set is AFW and the HELEN and "
               "LFPW training sets: these photos are likely among its training faces")
     if args.ced:

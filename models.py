@@ -4,8 +4,16 @@ in the normalized coordinates of data_load.normalize_keypoints; data_load.keypoi
 - Net: the course network, exactly as the course specifies it (1 x 224 x 224 grayscale, 26.8M parameters).
 - HeatmapNet: the shipped model: a small residual CNN at 128 px whose head predicts one heatmap per keypoint and
   reads each point off as the heatmap's centre of mass (soft-argmax), which keeps the spatial layout that a
-  fully connected regression throws away. 0.54M parameters.
+  fully connected regression throws away.
+
+Both load from checkpoints checked before use (load_model); on a CPU detect.py runs a HeatmapNet as ONNX, the int8
+form that quantize() makes and train.py stores in the weights.
 """
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -193,6 +201,61 @@ def load_model(path, device="cpu", expected=None):
     # Per labelling (300-W's, the course's), where its annotators put each point relative to the model's, along and
     # across the face's eye line in eye distances (train.labellings): detect.py moves the points by one of them.
     model.labellings = {k: v.float().numpy() for k, v in ckpt.get("labellings", {}).items()}
-    # The same model quantized to int8 ONNX (detect.quantize), when train.py has added one: bytes, or None.
+    # The same model quantized to int8 ONNX (quantize, below), when train.py has added one: bytes, or None.
     model.int8_onnx = ckpt["int8_onnx"].numpy().tobytes() if "int8_onnx" in ckpt else None
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- ONNX: what detect.py runs on a CPU
+
+def onnx_bytes(model):
+    """The model, with its confidence output, as an ONNX file in memory (any batch size)."""
+    buf = io.BytesIO()
+    x = torch.zeros(1, model.in_channels, model.input_size, model.input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated, and needs no onnxscript
+        faces = {0: "faces"}
+        torch.onnx.export(WithConfidence(model).eval(), x, buf, dynamo=False, input_names=["x"],
+                          output_names=["y", "c"], dynamic_axes={"x": faces, "y": faces, "c": faces})
+    return buf.getvalue()
+
+
+def quantize(model, crops):
+    """The model as int8 ONNX, its activation ranges measured on crops (N x C x S x S float32 face crops, as the
+    model sees them), all but the first layer. On this project's 2-core CPU it takes a face in less time than the
+    float model (2.59 against 3.58 ms on the unseen people), with the same NME (saved_models/README.md)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Crops(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(crops)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"x": x[None]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        src.write_bytes(onnx_bytes(model))
+        # Shapes and graph optimizations first: without them the int8 model runs slower than the float one.
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        # The layer that reads the image stays float: quantized, it cost 0.15 points of NME on the 300-W validation
+        # photos, for 0.2 ms a face.
+        first = [n.name for n in onnx.load(pre).graph.node if "x" in n.input]
+        quantize_static(pre, dst, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        op_types_to_quantize=["Conv", "Add", "Relu"], nodes_to_exclude=first,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return dst.read_bytes()
+
+
+def onnx_runner(onnx_model):
+    """A session of ONNX Runtime: on a CPU, one small face at a time, several times faster than eager PyTorch,
+    whose per-layer overhead dominates at that size. batch -> (keypoints, conf)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    return lambda batch: session.run(None, {"x": batch})

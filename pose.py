@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import crops
 import data_load as dl
 
 FACE_3D_FILE = Path(__file__).parent / "saved_models" / "face3d.txt"
@@ -26,7 +27,7 @@ EYE_WIDTH_MM = 90  # outer eye corner to outer eye corner on an adult face: the 
 def mean_face_3d(keypoints):
     """N x 68 x 2 annotated faces -> 68 x 3 mean face (mm; x to its left eye, y down, z away from the viewer), by
     affine factorization (Tomasi and Kanade 1992) with the metric upgrade of Morita and Kanade (1997)."""
-    kp = np.concatenate([keypoints, dl.mirror_keypoints(keypoints, 0)]).astype(np.float64)
+    kp = np.concatenate([keypoints, crops.mirror_keypoints(keypoints, 0)]).astype(np.float64)
     kp -= kp.mean(1, keepdims=True)
     kp /= np.sqrt((kp ** 2).sum((1, 2), keepdims=True))  # every face weighs the same
     W = kp.transpose(0, 2, 1).reshape(-1, dl.N_POINTS)    # 2N x 68: each face's x row, then its y row

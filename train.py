@@ -8,7 +8,7 @@ Trains on the training images of the seen people, less a validation split made b
 the unseen people and the test set are for measuring only. Every epoch writes, atomically, the full training state
 to OUT.ckpt (resume with --resume) and the weights to OUT, and those of the epoch with the lowest validation NME so far
 to OUT with _best (the last epoch is not always the best); a loss plot goes to OUT with _loss.png. When the run
-ends, OUT also gets the model quantized to int8 ONNX (detect.quantize), which detect.py runs on a CPU.
+ends, OUT also gets the model quantized to int8 ONNX (models.quantize), which detect.py runs on a CPU.
 """
 import argparse
 import json
@@ -27,10 +27,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import crops
 import data_load as dl
 import detect
-from detect import quantize
-from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint
+from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint, quantize
 
 # What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 45 epochs fit the
 # 90 minutes a recipe may take on the 2-core CPU with room for the machine's drift (50 took 86 to 94 minutes).
@@ -38,15 +38,19 @@ RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),
     "HeatmapNet": dict(epochs=45, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
-                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=24,
-                       blocks=(1, 1, 1), occlude=0.0),
+                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=20,
+                       blocks=(1, 2, 2), occlude=0.3, turned_weight=0),
 }
 
 
 MIN_CONFIDENCE_FRACTION = 0.58
 # What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
 SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss",
-            "input_size", "width", "blocks", "occlude", "photos_weight", "subset", "all_people", "seed")
+            "input_size", "width", "blocks", "occlude", "photos_weight", "turned_weight", "subset", "all_people",
+            "seed")
+# Past this yaw the jaw labels of faces at every pose (AFLW2000-3D) mark the jaw on the 3D head, behind the cheek, not
+# the outline that 300-W's annotators follow: their loss leaves those 17 points out.
+TURNED_JAW_YAW = 45
 
 
 class TrainError(RuntimeError):
@@ -71,18 +75,23 @@ def quiet_worker(_):
 
 def take_settings(args, state, path):
     """--resume goes on with the settings the run started with; a flag that says otherwise is refused."""
-    # A run started before --loss, --blocks or --occlude existed trained without them, whatever the recipe says now.
-    for k, v in {"loss": "smoothl1", "blocks": (1, 1, 1), "occlude": 0.0, **state.get("settings", {})}.items():
+    # A run started before --loss, --blocks, --occlude or --turned-weight existed trained without them, whatever the
+    # recipe says now.
+    for k, v in {"loss": "smoothl1", "blocks": (1, 1, 1), "occlude": 0.0, "turned_weight": 0,
+                 **state.get("settings", {})}.items():
         if k in args.given and getattr(args, k) != v:
             raise TrainError(f"{path}: the run was started with {k.replace('_', ' ')} {v}, not {getattr(args, k)}; "
                              f"--resume goes on with the run's own settings (leave out --{k.replace('_', '-')})")
         setattr(args, k, v)
 
 
-def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False, occlude=0.0):
-    """(training set, {source: validation set}). Course frames split by person, the unseen people left out unless
-    all_people; with photos (a 300-W folder) and photos_weight > 0, also its training photos, each seen photos_weight
-    times an epoch, and its validation photos (split by photo id; test photos never)."""
+def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False, occlude=0.0, turned=None,
+             turned_weight=0):
+    """(training set, {source: validation set}, number of sources). Course frames split by person, the unseen
+    people left out unless all_people; with photos (a 300-W folder) and photos_weight > 0, also its training photos,
+    each seen photos_weight times an epoch, and its validation photos (split by photo id; test photos never); with
+    turned (a folder of faces at every pose with its yaw.json) and turned_weight > 0, its training photos too, a
+    source of their own, the jaw left out of the loss past TURNED_JAW_YAW (measured by evaluate.py, per yaw band)."""
     csv, root = dl.split_paths(data, "training")
     names, kps = dl.read_keypoints_csv(csv, root)
     keep = [i for i, n in enumerate(names) if all_people or not dl.is_unseen(n)]
@@ -90,13 +99,13 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
     val = [i for i in keep if dl.is_validation(names[i])][:subset]
     if isinstance(model, MODELS["Net"]):
         return (dl.FacialKeypointsDataset(csv, root, dl.data_transform, [names[i] for i in train]),
-                {"course": dl.FacialKeypointsDataset(csv, root, dl.eval_transform, [names[i] for i in val])})
-    train_tf = dl.FaceCrop(model.input_size, model.in_channels, augment=True, occlude=occlude)
-    val_tf = dl.FaceCrop(model.input_size, model.in_channels)
+                {"course": dl.FacialKeypointsDataset(csv, root, dl.eval_transform, [names[i] for i in val])}, 1)
+    train_tf = crops.FaceCrop(model.input_size, model.in_channels, augment=True, occlude=occlude)
+    val_tf = crops.FaceCrop(model.input_size, model.in_channels)
     with_photos = photos is not None and photos_weight > 0
 
-    def faces(paths, keypoints, transform, source):  # held in memory: an epoch then reads no files
-        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform, source)
+    def faces(paths, keypoints, transform, source, weights=None):  # held in memory: an epoch then reads no files
+        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform, source, weights)
 
     # With photos, theirs is the labelling the model learns (300-W's, the one users expect); the course's is learned
     # beside it (Conventions).
@@ -109,7 +118,19 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
         train_set = torch.utils.data.ConcatDataset([train_set] + [photo_train] * photos_weight)
         paths, k = dl.read_photos(photos, "validation")
         vals["300w"] = faces(paths[:subset], k[:subset], val_tf, 0)
-    return train_set, vals
+    sources = len(vals)
+    if turned is not None and turned_weight > 0:
+        paths, k = dl.read_photos(turned, "train")
+        paths, k = paths[:subset], k[:subset]
+        yaws = dl.read_yaws(turned, paths)
+        if yaws is None:
+            raise dl.DataError(f"{turned}: no yaw.json (faces at every pose need their yaw)")
+        weights = np.ones((len(paths), dl.N_POINTS), np.float32)
+        weights[np.abs(yaws) > TURNED_JAW_YAW, :17] = 0
+        train_set = torch.utils.data.ConcatDataset(
+            [train_set] + [faces(paths, k, train_tf, sources, weights)] * turned_weight)
+        sources += 1
+    return train_set, vals, sources
 
 
 class Conventions(torch.nn.Module):
@@ -135,16 +156,16 @@ class Conventions(torch.nn.Module):
         return (ab[..., :1] * along[:, None] + ab[..., 1:] * across[:, None]).flatten(1)
 
 
-def labellings(offset, conventions):
+def labellings(offset, conventions, names):
     """{labelling: 68 x 2 offsets from the network's points to its labels, along and across each face's eye line, in
-    eye distances} for detect.py: the labelling the network learns moved by the offset measured on validation, the
-    course's (when the network learns 300-W's) by the offsets Conventions learned."""
-    first = torch.tensor([offset, 0.0]).repeat(dl.N_POINTS, 1)
-    return {"300w": first, "course": conventions.offsets[0].detach().cpu()} if conventions else {"course": first}
+    eye distances} for detect.py, for the sources' names in their order: the first, which the network learns, moved
+    by the offset measured on validation; each other by the offsets Conventions learned."""
+    first = {names[0]: torch.tensor([offset, 0.0]).repeat(dl.N_POINTS, 1)}
+    return first | {name: conventions.offsets[i].detach().cpu() for i, name in enumerate(names[1:])}
 
 
 def int8_model(net, val_sets):
-    """The finished model as int8 ONNX bytes in a uint8 tensor (detect.quantize), calibrated on 128 crops spread
+    """The finished model as int8 ONNX bytes in a uint8 tensor (models.quantize), calibrated on 128 crops spread
     over the validation faces of every source: what detect.py runs on a CPU."""
     val_set = torch.utils.data.ConcatDataset(list(val_sets.values()))
     pick = np.linspace(0, len(val_set) - 1, min(len(val_set), 128)).round().astype(int)
@@ -192,9 +213,14 @@ class WingLoss(torch.nn.Module):
         self.w, self.eps = w / unit, eps / unit
         self.c = self.w - self.w * math.log1p(self.w / self.eps)  # joins the two pieces at w
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, weights=None):
+        """weights: N x 68, how much each point counts (0: left out); the mean is over what counts."""
         x = (pred - target).abs()
-        return torch.where(x < self.w, self.w * torch.log1p(x / self.eps), x - self.c).mean()
+        loss = torch.where(x < self.w, self.w * torch.log1p(x / self.eps), x - self.c)
+        if weights is None:
+            return loss.mean()
+        w = weights.repeat_interleave(2, dim=1)  # x and y of each point
+        return (loss * w).sum() / w.sum().clamp_min(1)
 
 
 def lr_at(epoch, step, steps, args):
@@ -284,6 +310,10 @@ def parse_args(argv=None):
     p.add_argument("--photos-weight", type=int,
                    help="times each training photo is seen per epoch (0: course frames alone), "
                         + recipe("photos_weight"))
+    p.add_argument("--turned", metavar="DIR", help="faces at every head pose to train on too: a 300-W-layout folder "
+                                                   "with its yaw.json (default: $FKP_AFLW_DIR or ./data/aflw2000)")
+    p.add_argument("--turned-weight", type=int,
+                   help="times each of --turned's training faces is seen per epoch (0: none), " + recipe("turned_weight"))
     p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
     p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
@@ -299,12 +329,14 @@ def parse_args(argv=None):
     args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
-    for k in ("input_size", "width", "blocks", "occlude"):
+    for k in ("input_size", "width", "blocks", "occlude", "turned_weight"):
         if getattr(args, k) is not None and k not in RECIPES[args.model]:
             p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} keeps the course's shape and "
                     "recipe")
     if args.occlude is not None and not 0 <= args.occlude <= 1:  # NaN fails it too
         p.error(f"--occlude {args.occlude}: a share of the crops, from 0 to 1")
+    if args.turned_weight is not None and args.turned_weight < 0:
+        p.error(f"--turned-weight {args.turned_weight}: times a face is seen, 0 or more")
     if args.blocks is not None and min(args.blocks) < 0:
         p.error(f"--blocks {' '.join(map(str, args.blocks))}: numbers of residual blocks, 0 or more")
     if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
@@ -350,17 +382,22 @@ def train(args, stop=None):
         if main_proc:
             print(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
         photos = None
-    train_set, val_sets = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
-                                   args.all_people, args.occlude)
-    conventions = Conventions(len(val_sets)) if len(val_sets) > 1 else None
+    turned = dl.turned_dir(args.turned) if args.turned_weight else None
+    if turned is not None and not turned.is_dir():
+        raise dl.DataError(f"{turned}: no such folder (faces at every pose: --turned DIR or $FKP_AFLW_DIR)")
+    train_set, val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
+                                            args.all_people, args.occlude, turned, args.turned_weight)
+    conventions = Conventions(sources) if sources > 1 else None
+    # The sources' labellings in their numbers' order: the photos' first when there are some (train.datasets).
+    names = (["300w", "course"] if "300w" in val_sets else ["course"]) + ["turned"] * (turned is not None)
     params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \
         if args.weight_decay else torch.optim.Adam(params, lr=args.lr)
     history, start = [], 0
     if state:
         model.load_state_dict(state["state_dict"])
-        if conventions:
-            conventions.offsets.data[0] = state["labellings"]["course"]
+        for i, name in enumerate(names[1:]):
+            conventions.offsets.data[i] = state["labellings"][name]
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["epoch"]
         if main_proc:
@@ -404,7 +441,8 @@ def train(args, stop=None):
                 out, heat = model(x, with_heatmaps=True) if args.heatmap_loss else (model(x), None)
                 if conventions:
                     out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
-                loss = loss_fn(out.float(), y)
+                loss = loss_fn(out.float(), y, batch["weights"].to(device)) if "weights" in batch else \
+                    loss_fn(out.float(), y)
                 if args.heatmap_loss:
                     loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
             if not torch.isfinite(loss):
@@ -433,7 +471,7 @@ def train(args, stop=None):
             meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
                     "settings": {k: getattr(args, k) for k in SETTINGS},
                     "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0,
-                    "labellings": labellings(offset if args.model == "HeatmapNet" else 0.0, conventions)}
+                    "labellings": labellings(offset if args.model == "HeatmapNet" else 0.0, conventions, names)}
             atomic_save(checkpoint(net, **meta), args.out)
             if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
                 atomic_save(checkpoint(net, **meta), best_path)

@@ -14,6 +14,7 @@ import data_load as dl
 import detect
 import evaluate
 import train
+import video
 from test_detect import DEMO, ROOT, run_cli
 
 
@@ -108,7 +109,7 @@ def test_a_video_whose_copy_cannot_be_written_is_an_error(tmp_path):
 def test_a_video_of_odd_size_is_written_as_h264(tmp_path):
     import av
 
-    out = detect.VideoOut(tmp_path / "odd.mp4", 25, (361, 641, 3))
+    out = video.VideoOut(tmp_path / "odd.mp4", 25, (361, 641, 3))
     for _ in range(3):
         out.write(np.full((361, 641, 3), 128, np.uint8))
     out.close()

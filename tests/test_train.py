@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import crops
 import data_load as dl
 import detect
 import train
@@ -35,7 +36,7 @@ def test_photos_join_training_from_their_train_split_only(tmp_path):
     split = {s: len(dl.read_photos(tmp_path, s)[0]) for s in ("train", "validation", "test")}
     assert min(split.values()) > 0
     model = train.MODELS["HeatmapNet"](input_size=32)
-    train_set, vals = train.datasets(model, DATA, tmp_path, photos_weight=2, subset=100)
+    train_set, vals, sources = train.datasets(model, DATA, tmp_path, photos_weight=2, subset=100)
     n_course = len(train.datasets(model, DATA, None, subset=100)[0])
     assert len(train_set) == n_course + 2 * split["train"] and len(vals["300w"]) == split["validation"]
     assert train_set[len(train_set) - 1]["image"].shape == (1, 32, 32)
@@ -48,26 +49,72 @@ def test_photos_join_training_from_their_train_split_only(tmp_path):
         train.train(args)
 
 
+def turned_folder(tmp_path, n=60):
+    """A folder of faces at every pose: the photo folder with a yaw.json, every other face turned past 45 degrees."""
+    import json
+    from test_data import photo_folder
+    names = [f"image{i:05d}" for i in range(n)]
+    photo_folder(tmp_path, names)
+    (tmp_path / "yaw.json").write_text(json.dumps({name: 70.0 * (i % 2) - 10 for i, name in enumerate(names)}))
+    return tmp_path
+
+
+def test_turned_faces_train_as_a_source_of_their_own_with_the_jaw_left_out_past_45_degrees(tmp_path):
+    folder = turned_folder(tmp_path)
+    model = train.MODELS["HeatmapNet"](input_size=32)
+    base, _, sources = train.datasets(model, DATA, None, subset=100)
+    train_set, vals, with_turned = train.datasets(model, DATA, None, subset=100, turned=folder, turned_weight=2)
+    n = len(dl.read_photos(folder, "train")[0])
+    assert (sources, with_turned, len(train_set), list(vals)) == (1, 2, len(base) + 2 * n, ["course"])
+    yaws = dl.read_yaws(folder, dl.read_photos(folder, "train")[0])
+    for i, yaw in enumerate(yaws[:6]):  # the turned faces' jaw (points 0-16) is out, mirrored or not
+        w = train_set[len(base) + i]["weights"]
+        assert train_set[len(base) + i]["source"] == 1
+        assert w[:17].eq(0 if abs(yaw) > 45 else 1).all() and w[17:].eq(1).all()
+    (folder / "yaw.json").unlink()
+    with pytest.raises(dl.DataError, match="no yaw.json"):
+        train.datasets(model, DATA, None, subset=100, turned=folder, turned_weight=1)
+
+
+def test_a_point_weighted_out_does_not_move_the_wing_loss():
+    loss = train.WingLoss(128)
+    pred, target = torch.zeros(2, 136), torch.full((2, 136), 0.1)
+    weights = torch.ones(2, 68)
+    weights[:, :17] = 0
+    far = pred.clone()
+    far[:, :34] = 5.0  # the jaw's x and y, far off
+    assert loss(far, target, weights) == loss(pred, target, weights)
+    assert torch.isclose(loss(pred, target, weights), loss(pred, target))  # the same errors everywhere
+
+
+def test_a_run_with_turned_faces_keeps_their_labelling_beside_the_course(tmp_path):
+    (tmp_path / "turned").mkdir()
+    folder = turned_folder(tmp_path / "turned")
+    run(tmp_path, "--epochs", "1", "--max-steps", "2", "--turned", str(folder), "--turned-weight", "1")
+    state = load_checkpoint(tmp_path / "w.ckpt")
+    assert state["settings"]["turned_weight"] == 1 and set(state["labellings"]) == {"course", "turned"}
+
+
 def test_a_sources_labelling_offsets_mirror_with_the_face():
     conventions = train.Conventions(2)
     conventions.offsets.data.normal_(0, 0.05)
     torch.manual_seed(0)
     t = torch.rand(3, 68, 2) * 90
-    mirrored = torch.from_numpy(dl.mirror_keypoints(t.numpy(), 100))
+    mirrored = torch.from_numpy(crops.mirror_keypoints(t.numpy(), 100))
 
     def offsets(points, source, flag):
         return conventions(torch.tensor([source] * 3), torch.tensor([flag] * 3), points.flatten(1)).view(-1, 68, 2)
 
     d = offsets(t, 1, False)
     # labels moved by the offsets, then mirrored = the mirrored labels moved by the offsets of a mirrored sample
-    mirror_of_moved = torch.from_numpy(dl.mirror_keypoints((t + d).detach().numpy(), 100))
+    mirror_of_moved = torch.from_numpy(crops.mirror_keypoints((t + d).detach().numpy(), 100))
     assert torch.allclose(mirror_of_moved, mirrored + offsets(mirrored, 1, True), atol=1e-4)
     assert d.abs().max() > 0.5 and offsets(t, 0, False).abs().max() == 0  # source 0: the network's own labelling
     # what detect.py applies per labelling: the measured offset along the eye line for the network's, these for the course
     first = torch.tensor([[0.01, 0.0]] * 68)
-    both = train.labellings(0.01, conventions)
+    both = train.labellings(0.01, conventions, ["300w", "course"])
     assert torch.equal(both["300w"], first) and torch.equal(both["course"], conventions.offsets[0])
-    assert torch.equal(train.labellings(0.01, None)["course"], first)  # course frames alone: theirs is the first
+    assert torch.equal(train.labellings(0.01, None, ["course"])["course"], first)  # course frames alone: theirs
 
 
 @contextlib.contextmanager
@@ -127,7 +174,7 @@ def test_existing_weights_are_not_overwritten(tmp_path):
 
 
 def test_nan_loss_stops_before_writing_weights(tmp_path, monkeypatch):
-    def nan_loss(out, y):
+    def nan_loss(out, y, weights=None):
         return (out * float("nan")).mean()
 
     monkeypatch.setattr(train.torch.nn, "SmoothL1Loss", lambda beta: nan_loss)
