@@ -407,3 +407,14 @@ def test_a_state_dict_saved_as_the_course_does_loads_as_a_net_in_the_course_labe
     torch.save(models.Net().state_dict(), tmp_path / "net.pt")
     net = models.load_model(tmp_path / "net.pt")
     assert type(net).__name__ == "Net" and list(net.labellings) == ["course"] and not net.labellings["course"].any()
+
+
+def test_a_box_blaze_is_sure_of_stays_a_face_where_the_keypoint_model_is_unsure(demo_bgr, monkeypatch):
+    fkd = detect.FaceKeypointDetector()
+    rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
+    boxes, scores = fkd.find_faces(rgb)
+    assert scores.max() >= fkd.face_detector.sure == 0.5
+    monkeypatch.setattr(fkd, "min_confidence", 1.1)  # no crop clears it
+    assert len(fkd.detect(rgb, channels="rgb")) == 1  # the detector's score decides
+    assert fkd.faces(rgb, boxes, scores) == []  # as for a tracked face: the model's confidence alone
+    assert detect.FaceKeypointDetector(detector="hog").face_detector.sure == float("inf")
