@@ -17,19 +17,23 @@ HAAR_FROM_KEYPOINTS = {"dx": 0.0, "dy": -0.18, "s": 1.145, "sd_shift": (0.09, 0.
 # its box differently around the face: a turned face's box sits a tenth of its width to one side. Measured per
 # filter the same way, on the training faces of both sources (`python evaluate.py --box-stats --detector hog`: 3440
 # of 3478 found, the number per filter below). detect.py moves every box to where the first filter puts it
-# (hog_frontal), so that one mapping makes the crop: on the 300-W validation photos this took the previous model from
+# (first_kind), so that one mapping makes the crop: on the 300-W validation photos this took the previous model from
 # NME 4.33% to 4.26% and the faces found from 113 to 114 (README.md).
 HOG_FILTERS = ({"dx": 0.005, "dy": -0.073, "s": 0.986, "sd_shift": (0.067, 0.043), "sd_scale": 0.093},   # 1907 faces
                {"dx": -0.132, "dy": -0.136, "s": 1.059, "sd_shift": (0.063, 0.042), "sd_scale": 0.092},  # 709
                {"dx": 0.118, "dy": -0.141, "s": 1.059, "sd_shift": (0.056, 0.041), "sd_scale": 0.091},   # 674
                {"dx": 0.049, "dy": -0.065, "s": 0.98, "sd_shift": (0.071, 0.058), "sd_scale": 0.146},    # 90
                {"dx": -0.064, "dy": -0.059, "s": 0.996, "sd_shift": (0.068, 0.047), "sd_scale": 0.085})  # 60
-# BlazeFace's box, measured the same way (`python evaluate.py --box-stats --detector blaze`, 4045 of the 4071 training
-# faces of both sources, LFPW's included): its spread is within the jitter training crops get.
-BLAZE_FROM_KEYPOINTS = {"dx": -0.014, "dy": -0.119, "s": 1.103, "sd_shift": (0.084, 0.045), "sd_scale": 0.083}
-# The box each detector the pipeline can use gives, as above. The model's crops are made from Haar-like boxes, so
-# every detector's box is mapped to one (model_box).
-DETECTOR_BOXES = {"haar": HAAR_FROM_KEYPOINTS, "hog": HOG_FILTERS[0], "blaze": BLAZE_FROM_KEYPOINTS}
+# BlazeFace's two models, measured the same way (`python evaluate.py --box-stats --detector blaze`, on the training
+# faces of both sources, LFPW's included): the full-range model's box (4045 of the 4071 faces; its spread is within
+# the jitter training crops get), then the short-range model's (4005 faces).
+BLAZE_MODELS = ({"dx": -0.014, "dy": -0.119, "s": 1.103, "sd_shift": (0.084, 0.045), "sd_scale": 0.083},
+                {"dx": -0.004, "dy": -0.064, "s": 1.097, "sd_shift": (0.057, 0.069), "sd_scale": 0.113})
+# The box each detector the pipeline can use gives, per filter or model (its `kind`), the first of them the one
+# every box is moved to (first_kind) before the crop. The model's crops are made from Haar-like boxes, so every
+# detector's box is then mapped to one (model_box).
+DETECTOR_KINDS = {"haar": (HAAR_FROM_KEYPOINTS,), "hog": HOG_FILTERS, "blaze": BLAZE_MODELS}
+DETECTOR_BOXES = {name: kinds[0] for name, kinds in DETECTOR_KINDS.items()}
 
 
 def box_from_keypoints(kp, detector="haar"):
@@ -46,9 +50,11 @@ def model_box(box, detector):
     return _box_at(*_face_in(box, DETECTOR_BOXES[detector]), HAAR_FROM_KEYPOINTS)
 
 
-def hog_frontal(box, kind):
-    """A box of HOG's filter kind (dlib's detector index) -> the box its frontal filter puts around the same face."""
-    return _box_at(*_face_in(box, HOG_FILTERS[kind]), HOG_FILTERS[0])
+def first_kind(box, detector, kind):
+    """A box of detector's filter or model kind (dlib's detector index; BlazeFace's model) -> the box its first one
+    puts around the same face."""
+    kinds = DETECTOR_KINDS[detector]
+    return _box_at(*_face_in(box, kinds[kind]), kinds[0])
 
 
 def _face_in(box, d):

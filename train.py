@@ -39,7 +39,7 @@ RECIPES = {
                 heatmap_loss=0.0, photos_weight=0),
     "HeatmapNet": dict(epochs=45, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
                        schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=20,
-                       blocks=(1, 2, 2), occlude=0.3, turned_weight=0),
+                       blocks=(1, 2, 2), occlude=0.3, turned_weight=1),
 }
 
 
@@ -384,7 +384,11 @@ def train(args, stop=None):
         photos = None
     turned = dl.turned_dir(args.turned) if args.turned_weight else None
     if turned is not None and not turned.is_dir():
-        raise dl.DataError(f"{turned}: no such folder (faces at every pose: --turned DIR or $FKP_AFLW_DIR)")
+        if args.turned:
+            raise dl.DataError(f"{turned}: no such folder (faces at every pose: --turned DIR or $FKP_AFLW_DIR)")
+        if main_proc:
+            print(f"note: no faces at every pose at {turned} (set FKP_AFLW_DIR or --turned): trained without them")
+        turned = None
     train_set, val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
                                             args.all_people, args.occlude, turned, args.turned_weight)
     conventions = Conventions(sources) if sources > 1 else None

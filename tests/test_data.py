@@ -263,11 +263,12 @@ def test_every_detector_box_maps_to_the_box_training_crops_from():
                                    crops.box_from_keypoints(kp), atol=1e-3)
     lo, hi = kp.min(0), kp.max(0)
     extent = max(hi - lo)
-    for kind, d in enumerate(crops.HOG_FILTERS):  # where each HOG filter puts its box: centre moved, side scaled
-        side = d["s"] * extent
-        x, y = (lo + hi) / 2 + np.float32([d["dx"], d["dy"]]) * extent - side / 2
-        frontal = crops.hog_frontal(np.float32([x, y, side, side]), kind)
-        np.testing.assert_allclose(frontal, crops.box_from_keypoints(kp, "hog"), atol=1e-3)
+    for detector, kinds in crops.DETECTOR_KINDS.items():  # where each filter or model puts its box: moved, scaled
+        for kind, d in enumerate(kinds):
+            side = d["s"] * extent
+            x, y = (lo + hi) / 2 + np.float32([d["dx"], d["dy"]]) * extent - side / 2
+            first = crops.first_kind(np.float32([x, y, side, side]), detector, kind)
+            np.testing.assert_allclose(first, crops.box_from_keypoints(kp, detector), atol=1e-3)
 
 
 def test_face_region_keeps_points_on_their_pixels():

@@ -31,6 +31,14 @@ def test_a_missed_face_counts_as_a_failure_not_in_the_mean():
     assert (m["found"], m["nme"], m["fail_10"]) == (1, 0.0, 50.0)
 
 
+def test_predictors_are_also_compared_on_the_faces_each_of_them_found(capsys):
+    errors = {"ours": np.float32([2, 4, 6, 8]), "theirs": np.float32([1, np.inf, 3, np.inf])}
+    evaluate.print_common(errors, ["a", "a", "b", "b"])
+    head, ours, theirs = capsys.readouterr().out.splitlines()
+    assert head.endswith("all 2 faces, a 1 face, b 1 face")
+    assert ours.split()[-3:] == ["4.00", "2.00", "6.00"] and theirs.split()[-3:] == ["2.00", "1.00", "3.00"]
+
+
 def run(*args):
     return subprocess.run([sys.executable, "evaluate.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
 

@@ -21,7 +21,7 @@ from models import WeightsError, load_checkpoint
 pytestmark = needs_data
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--model", "HeatmapNet", "--input-size", "32", "--subset", "16", "--batch-size", "8", "--workers", "0",
-         "--data", str(DATA), "--photos-weight", "0"]
+         "--data", str(DATA), "--turned-weight", "0", "--photos-weight", "0"]
 
 
 def run(tmp_path, *extra, name="w.pt"):
@@ -93,6 +93,17 @@ def test_a_run_with_turned_faces_keeps_their_labelling_beside_the_course(tmp_pat
     run(tmp_path, "--epochs", "1", "--max-steps", "2", "--turned", str(folder), "--turned-weight", "1")
     state = load_checkpoint(tmp_path / "w.ckpt")
     assert state["settings"]["turned_weight"] == 1 and set(state["labellings"]) == {"course", "turned"}
+
+
+def test_without_the_turned_faces_folder_the_recipe_says_so_and_trains_without_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FKP_AFLW_DIR", str(tmp_path / "none"))
+    i = QUICK.index("--turned-weight")
+    recipe = QUICK[:i] + QUICK[i + 2:]  # the recipe's --turned-weight, 1
+    train.train(train.parse_args(recipe + ["--epochs", "1", "--max-steps", "2", "--out", str(tmp_path / "w.pt")]))
+    assert "note: no faces at every pose at" in capsys.readouterr().out
+    assert set(load_checkpoint(tmp_path / "w.ckpt")["labellings"]) == {"course"}
+    with pytest.raises(dl.DataError, match="none: no such folder"):  # named, it must be there
+        train.train(train.parse_args(recipe + ["--turned", str(tmp_path / "none"), "--out", str(tmp_path / "x.pt")]))
 
 
 def test_a_sources_labelling_offsets_mirror_with_the_face():
