@@ -415,7 +415,7 @@ def parse_args(argv=None):
     p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="how the model runs (default on a CPU: "
                    "int8 ONNX; onnx, the float model, is more accurate and slower)")
     p.add_argument("--labelling", metavar="NAME", help="whose convention the points follow: 300w (the shipped "
-                   "model's default, as most tools) or course (the course data's annotators)")
+                   "model's default, as most tools), course (the course data's annotators) or turned (AFLW2000-3D's)")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing --json file and annotated copies (without it they get new names)")
     args = p.parse_args(argv)

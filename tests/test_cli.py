@@ -197,8 +197,8 @@ def test_cli_device_cuda_without_a_gpu():
 
 def test_an_unknown_labelling_or_runtime_is_one_line():
     r = run_cli(DEMO, "--labelling", "ibug")
-    assert r.returncode == 1 and r.stderr.strip().endswith("heatmapnet.pt: knows the labelling(s) 300w, course, "
-                                                           "not 'ibug'")
+    assert r.returncode == 1 and r.stderr.strip().endswith(
+        "heatmapnet.pt: knows the labelling(s) 300w, course, turned, not 'ibug'")
     assert "invalid choice: 'fp16'" in run_cli(DEMO, "--runtime", "fp16").stderr
 
 
