@@ -224,8 +224,9 @@ class Blaze(FaceDetector):
     # A box either model scores at 0.6 or more is a face even where the keypoint model is unsure (a microphone over
     # the mouth, a profile). With the full-range model alone, 0.5 found 43 of the 43 wild faces instead of 42 and 101
     # of AFLW2000's 108 validation faces instead of 91, with no false box; with both, 0.5 also kept short-range boxes
-    # holding no face on the 300-W validation photos (a hand, a goat, lettering, at 0.52 to 0.56), 0.6 none, and it
-    # still finds 107 of the 110 AFLW2000 training faces past 60 degrees (108 at 0.5; throwaway loops).
+    # holding no face on the 300-W validation photos (a hand, a goat, lettering, at 0.52 to 0.55), 0.6 none, and it
+    # still finds 107 of the 110 AFLW2000 training faces past 60 degrees (108 at 0.5; throwaway loops, with the keypoint
+    # model shipped before the one trained on those faces).
     sure = 0.6
 
     def __init__(self, min_size=None, threshold=None):

@@ -271,9 +271,10 @@ def box_stats(fkd, samples):
         lo, hi = kp.min(0), kp.max(0)
         extent, c = float(max(hi - lo)), (lo + hi) / 2
         for kind in np.unique(kinds):
-            i = pick(boxes[kinds == kind], kp)
+            own = boxes[kinds == kind]
+            i = pick(own, kp)
             if i is not None:
-                x, y, w, h = boxes[kinds == kind][i]
+                x, y, w, h = own[i]
                 rows.append((kind, (x + w / 2 - c[0]) / extent, (y + h / 2 - c[1]) / extent,
                              np.log((w + h) / 2 / extent)))
     r = np.float64(rows).reshape(-1, 4)
