@@ -152,14 +152,17 @@ class FaceKeypointDetector:
 
     def keypoints(self, rgb, boxes):
         """(68 keypoints, N x 68 x 2 in image pixels; confidence, N) for each face box, all boxes in one batch."""
-        return self.keypoints_in_rects(rgb, [crops.crop_rect(crops.model_box(b, self.detector), rgb.shape) for b in boxes])
+        margin = self.model.margin
+        return self.keypoints_in_rects(rgb, [crops.crop_rect(crops.model_box(b, self.detector), rgb.shape, margin)
+                                             for b in boxes])
 
     def keypoints_in_rects(self, rgb, rects):
         """(keypoints, confidence) for each crop rectangle (x0, y0, x1, y1), with a second pass when refine.
         The confidence is the first pass's: the floor in the weights was measured on crops from boxes."""
         kps, conf = self.one_pass(rgb, rects)
         if self.refine and len(kps):
-            kps = self.one_pass(rgb, [crops.crop_rect(crops.box_from_keypoints(k), rgb.shape) for k in kps])[0]
+            margin = self.model.margin
+            kps = self.one_pass(rgb, [crops.crop_rect(crops.box_from_keypoints(k), rgb.shape, margin) for k in kps])[0]
         return kps, conf
 
     def one_pass(self, rgb, rects):

@@ -68,11 +68,12 @@ class ResBlock(nn.Module):
 class HeatmapNet(nn.Module):
     """Encoder down to 1/16, decoder back up to 1/4 with skip connections, 68 heatmaps, soft-argmax."""
 
-    def __init__(self, input_size=128, in_channels=1, width=16, blocks=(1, 1, 1)):
+    def __init__(self, input_size=128, in_channels=1, width=16, blocks=(1, 1, 1), margin=0.3):
         super().__init__()
         if input_size % 16:
             raise ValueError(f"HeatmapNet input_size must be a multiple of 16, not {input_size}")
         self.input_size, self.in_channels, self.width, self.blocks = input_size, in_channels, width, tuple(blocks)
+        self.margin = margin  # the crop it sees: its face box padded by margin x the box's width on every side
         w = width
 
         def stage(c_in, c, n):  # halve the size, then n residual blocks
@@ -105,8 +106,12 @@ class HeatmapNet(nn.Module):
 
     def forward(self, x, with_heatmaps=False):
         hm = self.input_size // 4
-        p = F.softmax(self.heatmaps(x).reshape(-1, N_POINTS, hm * hm), dim=-1)
-        out = normalize_keypoints(p @ self.cells, self.input_size).flatten(1)   # each heatmap's centre of mass
+        h = self.heatmaps(x).reshape(-1, N_POINTS, hm * hm)
+        # In float32 even under bfloat16 autocast (training, --bf16): its 8-bit mantissa would round the centre of mass
+        # to half an input pixel.
+        with torch.autocast(x.device.type, enabled=False):
+            p = F.softmax(h.float(), dim=-1)
+            out = normalize_keypoints(p @ self.cells, self.input_size).flatten(1)   # each heatmap's centre of mass
         return (out, p.reshape(-1, N_POINTS, hm, hm)) if with_heatmaps else out
 
     def heatmap_loss(self, p, target, sigma=1.0):
@@ -148,7 +153,7 @@ class WeightsError(ValueError):
 
 def checkpoint(model, **extra):
     """What a weights file holds: the model's name and settings, its weights, and anything extra (optimizer, epoch)."""
-    config = {k: getattr(model, k) for k in ("input_size", "in_channels", "width", "blocks")} \
+    config = {k: getattr(model, k) for k in ("input_size", "in_channels", "width", "blocks", "margin")} \
         if isinstance(model, HeatmapNet) else {}
     return {"model": type(model).__name__, "config": config, "state_dict": model.state_dict(), **extra}
 
@@ -198,6 +203,7 @@ def load_model(path, device="cpu", expected=None):
         raise WeightsError(f"{path}: weights do not fit a {name} ({first})") from None
     # Below this confidence a crop is taken for no face; train.py measures it on the validation faces.
     model.min_confidence = float(ckpt.get("min_confidence", 0.0))
+    model.margin = getattr(model, "margin", 0.3)  # Net: the course pipeline's padded crop
     # Per labelling (300-W's, the course's), where its annotators put each point relative to the model's, along and
     # across the face's eye line in eye distances (train.labellings): detect.py moves the points by one of them.
     model.labellings = {k: v.float().numpy() for k, v in ckpt.get("labellings", {}).items()}

@@ -253,7 +253,7 @@ def test_crops_past_the_image_edge_are_black_not_squeezed():
             after = cv2.cvtColor(crops.cut_crop(image, rect, size), cv2.COLOR_RGB2GRAY).astype(int)
             assert np.abs(crops.cut_crop(image, rect, size, gray=True) - after).max() <= 1
     with pytest.raises(dl.DataError, match="lies outside the 100x120 image"):
-        crops.crop_rect((200, 10, 50, 50), image.shape)
+        crops.crop_rect((200, 10, 50, 50), image.shape, 0.3)
 
 
 def test_every_detector_box_maps_to_the_box_training_crops_from():

@@ -46,7 +46,7 @@ def test_pipeline_finds_a_test_face_with_68_points_in_its_padded_box(fkd, test_r
     faces = fkd.detect(rgb, channels="rgb")
     c = (kps[i].min(0) + kps[i].max(0)) / 2
     f = next(f for f in faces if f.box[0] <= c[0] <= f.box[0] + f.box[2] and f.box[1] <= c[1] <= f.box[1] + f.box[3])
-    x0, y0, x1, y1 = crops.crop_rect(crops.model_box(f.box, fkd.detector), rgb.shape)
+    x0, y0, x1, y1 = crops.crop_rect(crops.model_box(f.box, fkd.detector), rgb.shape, fkd.model.margin)
     assert ((f.keypoints >= [x0, y0]) & (f.keypoints <= [x1, y1])).all()
 
 
@@ -130,7 +130,8 @@ def test_flip_averages_a_face_with_its_mirror_image_exactly(demo_bgr):
     fkd = detect.FaceKeypointDetector(flip=True)
     fkd.labelling = None  # the labels' offset moves points to the right in an image and in its mirror
     rgb = cv2.cvtColor(demo_bgr, cv2.COLOR_BGR2RGB)
-    x0, y0, x1, y1 = crops.crop_rect(crops.model_box(one_face(fkd.detect(rgb, channels="rgb")).box, fkd.detector), rgb.shape)
+    box = crops.model_box(one_face(fkd.detect(rgb, channels="rgb")).box, fkd.detector)
+    x0, y0, x1, y1 = crops.crop_rect(box, rgb.shape, fkd.model.margin)
     w = rgb.shape[1]
     points, _ = fkd.keypoints_in_rects(rgb, [(x0, y0, x1, y1)])
     mirrored, _ = fkd.keypoints_in_rects(np.ascontiguousarray(rgb[:, ::-1]), [(w - x1, y0, w - x0, y1)])
@@ -152,8 +153,8 @@ def test_refine_looks_again_where_the_first_pass_put_the_face(demo_bgr, monkeypa
     monkeypatch.setattr(fkd, "one_pass", record)
     points, conf = fkd.keypoints(rgb, box[None])
     (rects1, (first, conf1)), (rects2, (second, _)) = passes
-    assert rects1 == [crops.crop_rect(crops.model_box(box, fkd.detector), rgb.shape)]
-    assert rects2 == [crops.crop_rect(crops.box_from_keypoints(first[0]), rgb.shape)]
+    assert rects1 == [crops.crop_rect(crops.model_box(box, fkd.detector), rgb.shape, fkd.model.margin)]
+    assert rects2 == [crops.crop_rect(crops.box_from_keypoints(first[0]), rgb.shape, fkd.model.margin)]
     assert np.array_equal(points, second) and np.array_equal(conf, conf1)
 
 

@@ -16,13 +16,21 @@ def test_heatmapnet_maps_crops_to_136_numbers():
 
 
 def test_weights_round_trip(tmp_path):
-    m = models.HeatmapNet(input_size=64, blocks=(1, 2, 3))
+    m = models.HeatmapNet(input_size=64, blocks=(1, 2, 3), margin=0.2)
     torch.save(models.checkpoint(m), tmp_path / "w.pt")
     loaded = models.load_model(tmp_path / "w.pt")
-    assert loaded.input_size == 64 and loaded.blocks == (1, 2, 3) and not loaded.training
+    assert loaded.input_size == 64 and loaded.blocks == (1, 2, 3) and loaded.margin == 0.2 and not loaded.training
     assert len(loaded.down3) == 1 + 3  # the halving conv, then three residual blocks
     x = torch.rand(1, 1, 64, 64)
     assert torch.equal(loaded(x), m.eval()(x))
+
+
+def test_weights_from_before_the_margin_setting_crop_as_they_were_trained(tmp_path):
+    ckpt = models.checkpoint(models.HeatmapNet())
+    del ckpt["config"]["margin"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    torch.save(models.Net().state_dict(), tmp_path / "course.pt")
+    assert models.load_model(tmp_path / "old.pt").margin == models.load_model(tmp_path / "course.pt").margin == 0.3
 
 
 def test_bad_weights_files(tmp_path):

@@ -161,8 +161,9 @@ def test_resume_repeats_an_uninterrupted_run(tmp_path, monkeypatch, photos):
 
 
 def test_a_finished_run_adds_the_int8_model_that_detect_runs(tmp_path):
-    run(tmp_path, "--epochs", "1")
-    assert detect.FaceKeypointDetector(tmp_path / "w.pt").runtime == "int8"
+    run(tmp_path, "--epochs", "1", "--margin", "0.2")
+    fkd = detect.FaceKeypointDetector(tmp_path / "w.pt")
+    assert fkd.runtime == "int8" and fkd.model.margin == 0.2  # detect.py crops as the model was trained
     # the per-epoch checkpoint has none: asked for, it is a clear error
     with pytest.raises(WeightsError, match="w.ckpt: holds no int8 model"):
         detect.FaceKeypointDetector(tmp_path / "w.ckpt", runtime="int8")
