@@ -99,7 +99,8 @@ def cut_crop(image, rect, size, gray=False):
     if k < 2:
         return cv2.resize(roi, (size, size), interpolation=cv2.INTER_LINEAR)
     # Area averaging by a whole factor is OpenCV's fast path: bilinear to k x size first, then average k x k blocks
-    # (a third of the time of averaging by any factor, the crop the same to 0.2 gray levels on average).
+    # (a third to a half of the time of averaging by any factor on gray crops of 260 to 1100 pixels, the crop the same
+    # to 0.3 gray levels on average; a throwaway timing).
     roi = cv2.resize(roi, (k * size, k * size), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA)
 
