@@ -39,7 +39,7 @@ RECIPES = {
                 heatmap_loss=0.0, photos_weight=0),
     "HeatmapNet": dict(epochs=100, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
                        schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=20,
-                       blocks=(1, 2, 2), margin=0.2, occlude=0.3, turned_weight=1),
+                       blocks=(2, 2, 3), margin=0.2, occlude=0.3, turned_weight=1),
 }
 
 
