@@ -1,7 +1,7 @@
 """Find faces and their 68 keypoints in photos, folders, videos or a webcam.
 
     python detect.py photo.jpg --out annotated/            # draw boxes and points
-    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 3 ms more a face
+    python detect.py photo.jpg --flip --refine --out a/     # more accurate, about 4 ms more a face
     python detect.py photos/ --recursive --json faces.json  # one JSON entry per image
     python detect.py clip.mp4 --out annotated/ --filter sunglasses
     python detect.py --camera 0
