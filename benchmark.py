@@ -21,6 +21,7 @@ import numpy as np
 import data_load as dl
 import detectors
 from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
+from models import cpu
 from video import VideoOut
 
 DEMO = "images/astronaut.png"
@@ -138,7 +139,7 @@ def compare_detectors(folder, split):
     photo = next((im for im in images.values() if max(im.shape[:2]) == 1024), None)
     if photo is None:
         photo = cv2.resize(dl.read_image(DEMO), (1024, 1024))
-    print(f"{folder} {split} split: {len(paths)} faces in {len(images)} files; 2 threads")
+    print(f"{folder} {split} split: {len(paths)} faces in {len(images)} files; 2 threads ({cpu()})")
     for name, fn in candidates().items():
         ms = [fastest(fn, im) for im in (frame, photo)]
         if "CNN" in name:
@@ -213,7 +214,7 @@ def compare_pipelines(folder, split, rounds=2):
                 t0 = time.perf_counter()
                 subprocess.run(cmd, check=True, capture_output=True)
                 times[name].append(time.perf_counter() - t0)
-    print(f"{len(paths)} files of {folder} ({split} split), whole pipeline, one process each, taking turns:")
+    print(f"{len(paths)} files of {folder} ({split} split), whole pipeline, one process each, taking turns ({cpu()}):")
     for name, t in times.items():
         print(f"  {name:36s} " + ", ".join(f"{x:.1f} s" for x in t))
 
@@ -251,7 +252,8 @@ def main(argv=None):
     fkd.detect(frames[0])  # warm-up
     every = fps(lambda fr: [fkd.detect(f) for f in fr], frames)
     tracking = fps(lambda fr: list(fkd.track(fr, smooth=True)), frames)
-    print(f"{args.detector}, 640x480, one face, {len(frames)} frames, 2 threads: detect every frame {every:.1f} fps, "
+    print(f"{args.detector}, 640x480, one face, {len(frames)} frames, 2 threads ({cpu()}): "
+          f"detect every frame {every:.1f} fps, "
           f"tracking (the detector every {plural(fkd.face_detector.redetect_every, 'frame')}) {tracking:.1f} fps")
     for smooth in (False, True):
         j, lag, off_path = jitter_and_lag(track_points(fkd, frames, smooth=smooth), offsets)

@@ -29,7 +29,7 @@ import torch
 import data_load as dl
 from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
 from detectors import DETECTORS, contains, iou
-from models import WeightsError
+from models import WeightsError, cpu
 
 YAW_BANDS = ("yaw 0-30", "yaw 30-60", "yaw 60-90")
 SPLITS = {"unseen": lambda n: dl.is_unseen(n), "seen": lambda n: not dl.is_unseen(n), "all": lambda n: True}
@@ -429,8 +429,8 @@ def main(argv=None):
         rows.append((pr.name, m))
     for (_, m), ms in zip(rows, speeds(jobs)):
         m["ms_per_face"] = ms
-    print(f"{what}, protocol {args.protocol}, {args.threads} threads; pipe s: detector and keypoints over all the "
-          "images, the predictors taking turns image by image; boxes: faces reported in all")
+    print(f"{what}, protocol {args.protocol}, {args.threads} threads ({cpu()}); pipe s: detector and keypoints over "
+          "all the images, the predictors taking turns image by image; boxes: faces reported in all")
     print(f"{'model':54s} {'found':>9s} {'NME%':>6s} {'median':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s} "
           f"{'pipe s':>7s} {'boxes':>5s}  "
           + " ".join(f"{r:>6s}" for r in dl.REGIONS))

@@ -32,8 +32,8 @@ import data_load as dl
 import detect
 from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint, quantize
 
-# What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 90
-# minutes in bf16 on a 2-core CPU that has it (the recipe before, 45 epochs: 88 minutes in float32 on one without).
+# What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 114
+# minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.5 hours (model card).
 RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),

@@ -59,3 +59,11 @@ def test_loading_never_runs_pickled_code(tmp_path, capsys):
     with pytest.raises(models.WeightsError, match="evil.pt: not a PyTorch checkpoint"):
         models.load_model(tmp_path / "evil.pt")
     assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_cpu_names_the_instructions_that_int8_speed_depends_on(monkeypatch):
+    info = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2\n"
+    monkeypatch.setattr(models.Path, "read_text", lambda self: info)
+    assert models.cpu() == "AMD EPYC, avx2"
+    monkeypatch.setattr(models.Path, "read_text", lambda self: info.replace("avx2", "avx2 avx512f avx512_vnni"))
+    assert models.cpu() == "AMD EPYC, avx512_vnni"
