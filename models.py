@@ -276,7 +276,8 @@ def cpu():
         info = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux
         return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((set(line.split(":", 1)[1].split()) for line in info.splitlines() if line.startswith("flags")), set())
-    isa = next((f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if f in flags), "no AVX2")
-    return f"{name or platform.machine()}, {isa}"
+    fields = dict(line.split(":", 1) for line in info.splitlines()[::-1] if ":" in line)  # the first CPU's
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("flags", "").split()
+    isa = next((f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if f in flags), None)  # x86 only
+    return ", ".join(filter(None, [fields.get("model name") or platform.machine(), isa]))
