@@ -2,7 +2,7 @@
 in the normalized coordinates of data_load.normalize_keypoints; data_load.keypoints_to_pixels maps them back.
 
 - Net: the course network, exactly as the course specifies it (1 x 224 x 224 grayscale, 26.8M parameters).
-- HeatmapNet: the shipped model: a small residual CNN at 128 px whose head predicts one heatmap per keypoint and
+- HeatmapNet: the shipped model: a small residual CNN at 160 px whose head predicts one heatmap per keypoint and
   reads each point off as the heatmap's centre of mass (soft-argmax), which keeps the spatial layout that a
   fully connected regression throws away.
 

@@ -32,14 +32,14 @@ import data_load as dl
 import detect
 from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint, quantize
 
-# What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 114
-# minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.5 hours (model card).
+# What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 56
+# minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.3 hours (model card).
 RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),
     "HeatmapNet": dict(epochs=100, batch_size=32, lr=2e-3, weight_decay=1e-4, loss="wing", beta=0.02,
-                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=128, width=20,
-                       blocks=(2, 2, 3), margin=0.2, occlude=0.3, turned_weight=1),
+                       schedule="cosine", heatmap_loss=0.0, photos_weight=3, input_size=160, width=16,
+                       blocks=(1, 2, 2), margin=0.2, occlude=0.3, turned_weight=1),
 }
 
 
