@@ -1,8 +1,9 @@
 """Train a keypoint model.
 
-    python train.py --model Net                                  # the course network and recipe
-    python train.py --model HeatmapNet                           # the shipped model
-    torchrun --nproc_per_node 2 train.py --model HeatmapNet ...  # several processes / GPUs (DDP)
+    python train.py --model Net                                        # the course network and recipe
+    python train.py --model HeatmapNet --out logs/t/heatmapnet.pt      # the shipped recipe
+    python train.py --model HeatmapNet --teacher logs/t/heatmapnet.pt  # the shipped model: the same, distilled from it
+    torchrun --nproc_per_node 2 train.py --model HeatmapNet ...        # several processes / GPUs (DDP)
 
 Trains on the training images of the seen people, less a validation split made by person (data_load.is_validation);
 the unseen people and the test set are for measuring only. Every epoch writes, atomically, the full training state
@@ -30,10 +31,11 @@ from tqdm import tqdm
 import crops
 import data_load as dl
 import detect
-from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint, quantize
+from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkpoint, load_model, quantize
 
 # What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 56
-# minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.3 hours (model card).
+# minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.3 hours; with --teacher, a third
+# more (model card).
 RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),
@@ -47,7 +49,7 @@ MIN_CONFIDENCE_FRACTION = 0.58
 # What a run keeps from its start to its end: the checkpoint stores them, --resume takes them from it.
 SETTINGS = ("model", "epochs", "batch_size", "lr", "weight_decay", "loss", "beta", "schedule", "heatmap_loss",
             "input_size", "width", "blocks", "margin", "occlude", "photos_weight", "turned_weight", "subset",
-            "all_people", "seed")
+            "all_people", "seed", "teacher", "distill")
 # Past this yaw the jaw labels of faces at every pose (AFLW2000-3D) mark the jaw on the 3D head, behind the cheek, not
 # the outline that 300-W's annotators follow: their loss leaves those 17 points out.
 TURNED_JAW_YAW = 45
@@ -223,6 +225,16 @@ class WingLoss(torch.nn.Module):
         return (loss * w).sum() / w.sum().clamp_min(1)
 
 
+def mirrored_mean(model, x):
+    """A trained model's normalized points for a batch of crops, averaged with those of the crops mirrored: targets
+    for distillation (--teacher), as detect.py's --flip averages them."""
+    n, size = len(x), x.shape[-1]
+    out = model(torch.cat([x, x.flip(-1)])).view(2 * n, dl.N_POINTS, 2)
+    s = size / 224  # mirrored pixel x is size - 1 - x; in data_load.normalize_keypoints's units:
+    mirror = out[n:, dl.FLIP_PERM] * out.new_tensor([-1.0, 1.0]) + out.new_tensor([(size - 1 - 200 * s) / (50 * s), 0])
+    return ((out[:n] + mirror) / 2).flatten(1)
+
+
 def lr_at(epoch, step, steps, args):
     if args.schedule == "constant":
         return args.lr
@@ -316,6 +328,10 @@ def parse_args(argv=None):
                                                    "with its yaw.json (default: $FKP_AFLW_DIR or ./data/aflw2000)")
     p.add_argument("--turned-weight", type=int,
                    help="times each of --turned's training faces is seen per epoch (0: none), " + recipe("turned_weight"))
+    p.add_argument("--teacher", metavar="WEIGHTS", help="a trained HeatmapNet of the same input size and margin: its "
+                   "points on each training crop, averaged with those on the crop mirrored, become a second target")
+    p.add_argument("--distill", type=float, help="weight of --teacher's target beside the labels' (default: 1 with "
+                                                 "--teacher)")
     p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
     p.add_argument("--all-people", action="store_true", help="also train on the unseen people's training images")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
@@ -329,6 +345,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.given = {k for k in SETTINGS if getattr(args, k) not in (None, False)}
     args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
+    if args.distill is not None and not args.teacher:
+        p.error("--distill weighs --teacher's target: give --teacher WEIGHTS")
+    args.distill = (1.0 if args.distill is None else args.distill) if args.teacher else 0.0
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
     for k in ("input_size", "width", "blocks", "margin", "occlude", "turned_weight"):
@@ -396,6 +415,13 @@ def train(args, stop=None):
     train_set, val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
                                             args.all_people, args.occlude, turned, args.turned_weight)
     conventions = Conventions(sources) if sources > 1 else None
+    teacher = None
+    if args.teacher:
+        teacher = load_model(args.teacher, expected="HeatmapNet")
+        if (teacher.input_size, teacher.margin) != (model.input_size, model.margin):
+            raise TrainError(f"{args.teacher}: a {teacher.input_size} px teacher with margin {teacher.margin}; "
+                             f"the model trained takes {model.input_size} px crops with margin {model.margin}")
+        teacher.to(device, memory_format=torch.channels_last)
     # The sources' labellings in their numbers' order: the photos' first when there are some (train.datasets).
     names = (["300w", "course"] if "300w" in val_sets else ["course"]) + ["turned"] * (turned is not None)
     params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
@@ -447,12 +473,17 @@ def train(args, stop=None):
             y = batch["keypoints"].to(device).flatten(1)
             with amp:
                 out, heat = model(x, with_heatmaps=True) if args.heatmap_loss else (model(x), None)
+                out_net = out
                 if conventions:
                     out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
                 loss = loss_fn(out.float(), y, batch["weights"].to(device)) if "weights" in batch else \
                     loss_fn(out.float(), y)
                 if args.heatmap_loss:
                     loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
+                if teacher is not None:  # in the first source's labelling, as the network's own points
+                    with torch.no_grad():
+                        soft = mirrored_mean(teacher, x)
+                    loss = loss + args.distill * loss_fn(out_net.float(), soft.float())
             if not torch.isfinite(loss):
                 raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
                                  f"NaN weights (try a lower --lr); {ckpt_path} holds the last good epoch")

@@ -326,3 +326,20 @@ def test_torchrun_two_processes_end_with_equal_weights(tmp_path):
     assert any(not torch.equal(a[k], init[k]) for k in a)  # it trained
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_teachers_target_is_its_points_averaged_with_those_on_the_mirrored_crop(tmp_path, capsys):
+    teacher, _ = run(tmp_path, "--epochs", "1", name="teacher.pt")
+    teacher.eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        got = dl.keypoints_to_pixels(train.mirrored_mean(teacher, x).numpy(), 32)
+        p, q = (dl.keypoints_to_pixels(teacher(c).numpy(), 32) for c in (x, x.flip(-1)))
+    assert abs(got - (p + crops.mirror_keypoints(q, 32)) / 2).max() < 1e-4  # as detect.py's --flip
+    run(tmp_path, "--epochs", "1", "--teacher", str(tmp_path / "teacher.pt"), name="student.pt")
+    assert load_checkpoint(tmp_path / "student.pt")["settings"]["distill"] == 1.0
+    with pytest.raises(train.TrainError, match="a 32 px teacher with margin 0.2; the model trained takes 48 px"):
+        run(tmp_path, "--epochs", "1", "--input-size", "48", "--teacher", str(tmp_path / "teacher.pt"), name="o.pt")
+    with pytest.raises(SystemExit):
+        train.parse_args(["--distill", "0.5"])
+    assert "--distill weighs --teacher's target" in capsys.readouterr().err
