@@ -328,8 +328,9 @@ def parse_args(argv=None):
                                                    "with its yaw.json (default: $FKP_AFLW_DIR or ./data/aflw2000)")
     p.add_argument("--turned-weight", type=int,
                    help="times each of --turned's training faces is seen per epoch (0: none), " + recipe("turned_weight"))
-    p.add_argument("--teacher", metavar="WEIGHTS", help="a trained HeatmapNet of the same input size and margin: its "
-                   "points on each training crop, averaged with those on the crop mirrored, become a second target")
+    p.add_argument("--teacher", metavar="WEIGHTS", nargs="+",
+                   help="trained HeatmapNets of the same input size and margin: their points on each training crop, "
+                        "averaged with those on the crop mirrored and over the teachers, become a second target")
     p.add_argument("--distill", type=float, help="weight of --teacher's target beside the labels' (default: 1 with "
                                                  "--teacher)")
     p.add_argument("--subset", type=int, help="use only the first N training and validation images of each source")
@@ -415,13 +416,12 @@ def train(args, stop=None):
     train_set, val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
                                             args.all_people, args.occlude, turned, args.turned_weight)
     conventions = Conventions(sources) if sources > 1 else None
-    teacher = None
-    if args.teacher:
-        teacher = load_model(args.teacher, expected="HeatmapNet")
-        if (teacher.input_size, teacher.margin) != (model.input_size, model.margin):
-            raise TrainError(f"{args.teacher}: a {teacher.input_size} px teacher with margin {teacher.margin}; "
+    teachers = [load_model(w, expected="HeatmapNet") for w in args.teacher or []]
+    for w, t in zip(args.teacher or [], teachers):
+        if (t.input_size, t.margin) != (model.input_size, model.margin):
+            raise TrainError(f"{w}: a {t.input_size} px teacher with margin {t.margin}; "
                              f"the model trained takes {model.input_size} px crops with margin {model.margin}")
-        teacher.to(device, memory_format=torch.channels_last)
+        t.to(device, memory_format=torch.channels_last)
     # The sources' labellings in their numbers' order: the photos' first when there are some (train.datasets).
     names = (["300w", "course"] if "300w" in val_sets else ["course"]) + ["turned"] * (turned is not None)
     params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
@@ -480,9 +480,9 @@ def train(args, stop=None):
                     loss_fn(out.float(), y)
                 if args.heatmap_loss:
                     loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
-                if teacher is not None:  # in the first source's labelling, as the network's own points
+                if teachers:  # in the first source's labelling, as the network's own points
                     with torch.no_grad():
-                        soft = mirrored_mean(teacher, x)
+                        soft = torch.stack([mirrored_mean(t, x) for t in teachers]).mean(0)
                     loss = loss + args.distill * loss_fn(out_net.float(), soft.float())
             if not torch.isfinite(loss):
                 raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
