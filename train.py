@@ -351,8 +351,8 @@ def parse_args(argv=None):
     args.distill = (1.0 if args.distill is None else args.distill) if args.teacher else 0.0
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
-    for k in ("input_size", "width", "blocks", "margin", "occlude", "turned_weight"):
-        if getattr(args, k) is not None and k not in RECIPES[args.model]:
+    for k in ("input_size", "width", "blocks", "margin", "occlude", "turned_weight", "teacher"):
+        if getattr(args, k) is not None and args.model != "HeatmapNet":
             p.error(f"--{k.replace('_', '-')} is an option of HeatmapNet; {args.model} keeps the course's shape and "
                     "recipe")
     if args.occlude is not None and not 0 <= args.occlude <= 1:  # NaN fails it too

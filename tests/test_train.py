@@ -346,3 +346,6 @@ def test_a_teachers_target_is_its_points_averaged_with_those_on_the_mirrored_cro
     with pytest.raises(SystemExit):
         train.parse_args(["--distill", "0.5"])
     assert "--distill weighs --teacher's target" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--model", "Net", "--teacher", teachers[0]])
+    assert "--teacher is an option of HeatmapNet; Net keeps" in capsys.readouterr().err
