@@ -21,6 +21,15 @@ needs_browser = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE,
 
 
 @pytest.fixture(scope="session")
+def client():
+    """The web page's API in-process, its detector loaded once."""
+    from fastapi.testclient import TestClient
+    import app
+    import detect
+    return TestClient(app.create_app(detect.FaceKeypointDetector()))
+
+
+@pytest.fixture(scope="session")
 def test_rows():
     """(names, keypoints) of the course test CSV."""
     return dl.read_keypoints_csv(*dl.split_paths(DATA, "test"))

@@ -12,16 +12,9 @@ import numpy as np
 import pytest
 
 import app
-import detect
 from conftest import CHROMIUM, needs_browser
 from test_cli import two_face_clip
 from test_detect import DEMO, ROOT
-
-
-@pytest.fixture(scope="module")
-def client():
-    from fastapi.testclient import TestClient
-    return TestClient(app.create_app(detect.FaceKeypointDetector()))
 
 
 def jpeg(bgr):

@@ -19,7 +19,7 @@ from PIL import Image
 
 import app
 import detect
-from test_app import client, jpeg  # noqa: F401 - the page in-process, a fixture
+from test_app import jpeg
 from test_detect import DEMO, ROOT, run_cli
 
 
