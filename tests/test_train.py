@@ -336,8 +336,8 @@ def test_a_teachers_target_is_its_points_averaged_with_those_on_the_mirrored_cro
         got = dl.keypoints_to_pixels(train.mirrored_mean(teacher, x).numpy(), 32)
         p, q = (dl.keypoints_to_pixels(teacher(c).numpy(), 32) for c in (x, x.flip(-1)))
     assert abs(got - (p + crops.mirror_keypoints(q, 32)) / 2).max() < 1e-4  # as detect.py's --flip
-    run(tmp_path, "--epochs", "1", "--seed", "1", name="other.pt")
-    teachers = [str(tmp_path / "teacher.pt"), str(tmp_path / "other.pt")]  # their targets averaged
+    run(tmp_path, "--epochs", "1", "--seed", "1", "--width", "24", "--blocks", "2", "2", "3", name="other.pt")
+    teachers = [str(tmp_path / "teacher.pt"), str(tmp_path / "other.pt")]  # a wider one too; their targets averaged
     run(tmp_path, "--epochs", "1", "--teacher", *teachers, name="student.pt")
     settings = load_checkpoint(tmp_path / "student.pt")["settings"]
     assert settings["teacher"] == teachers and settings["distill"] == 1.0
