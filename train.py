@@ -2,7 +2,7 @@
 
     python train.py --model Net                                        # the course network and recipe
     python train.py --model HeatmapNet --width 24 --blocks 2 2 3 --out logs/t/heatmapnet.pt  # a wide teacher
-    python train.py --model HeatmapNet --teacher logs/t/heatmapnet.pt  # the shipped model: the recipe, distilled
+    python train.py --model HeatmapNet --teacher logs/t/heatmapnet.pt --epochs 150  # the shipped model: distilled
     torchrun --nproc_per_node 2 train.py --model HeatmapNet ...        # several processes / GPUs (DDP)
 
 Trains on the training images of the seen people, less a validation split made by person (data_load.is_validation);
@@ -35,7 +35,7 @@ from models import MODELS, WeightsError, WithConfidence, checkpoint, load_checkp
 
 # What each model trains with unless told otherwise. Net keeps the course's choices. HeatmapNet's 100 epochs took 56
 # minutes in bf16 on a 2-core CPU that has it; in float32 on one without, about 4.3 hours; the shipped model's wide
-# teacher and its distillation from it, 96 and 93 minutes in bf16 (model card).
+# teacher (100 epochs) and its distillation from it (150), 96 and 142 minutes in bf16 (model card).
 RECIPES = {
     "Net": dict(epochs=50, batch_size=64, lr=1e-4, weight_decay=0.0, loss="smoothl1", beta=1.0, schedule="constant",
                 heatmap_loss=0.0, photos_weight=0),
