@@ -6,14 +6,18 @@ Photos: face detector candidates, and the whole pipeline against dlib's over the
     python benchmark.py --photos ../shared/300w --photo-split validation --detectors   # detector candidates
     python benchmark.py --photos ../shared/300w --photo-split test --pipeline          # detect.py vs dlib, wall time
     python benchmark.py --hog-thresholds     # HOG's recall on the validation faces against its threshold
+    python benchmark.py --photos ../shared/300w --train-dlib dlib_ours.dat   # dlib's method on our training faces
 
 Prints measured figures; nothing here is a test threshold.
 """
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -219,6 +223,56 @@ def compare_pipelines(folder, split, rounds=2):
         print(f"  {name:36s} " + ", ".join(f"{x:.1f} s" for x in t))
 
 
+def train_dlib(folder, out, **options):
+    """dlib's own method (Kazemi and Sullivan's ensemble of regression trees, dlib's default trainer options; options
+    sets any of dlib.shape_predictor_training_options' fields instead) trained on the faces this project's model
+    learns from: the training split of a 300-W folder. Not mirrored: the annotators place points a little off the
+    mirror-symmetric place, and dlib's trees, unlike our model (train.py's labellings), cannot learn that back (with
+    mirrors: 4.86% on the validation faces against 4.64%). A face's box is the one dlib's detector (upsampled once)
+    puts on it, the box its predictor gets at run time; a face the detector misses gets a box placed from its points
+    where the detector puts it on the others (the medians). Written to out. With `evaluate.py --compare dlib
+    --dlib-model out`: both methods on faces neither saw."""
+    import dlib
+    from tqdm import tqdm
+    paths, kps = dl.read_photos(folder, "train")
+    detect = dlib.get_frontal_face_detector()
+    t0 = time.perf_counter()
+    faces, placements = [], []  # per face: a crop around it (memory), its points and dlib's box in the crop, or None
+    for path, gt in zip(tqdm(paths, desc="dlib's detector", unit="photo"), kps):
+        rgb = dl.read_image(path)
+        lo, hi = gt.min(0), gt.max(0)
+        truth = (*lo, *(hi - lo))
+        rects = [(r.left(), r.top(), r.width(), r.height()) for r in detect(rgb, 1)]
+        box = max(rects, key=lambda r: detectors.iou(r, truth), default=None)
+        box = box if box and detectors.iou(box, truth) >= 0.3 else None
+        if box:
+            placements.append(((box[0] - lo[0]) / truth[2], (box[1] - lo[1]) / truth[2], box[2] / truth[2]))
+        side = truth[2]
+        x0, y0 = (max(0, int(v - side)) for v in lo)
+        faces.append((np.ascontiguousarray(rgb[y0:int(hi[1] + side), x0:int(hi[0] + side)]), gt - [x0, y0],
+                      None if box is None else (box[0] - x0, box[1] - y0, box[2])))
+    if not placements:
+        raise dl.DataError(f"{folder}: dlib's detector found none of the training faces")
+    dx, dy, ds = np.median(placements, axis=0)
+    shapes = []
+    for _, gt, box in faces:
+        lo, side = gt.min(0), np.ptp(gt[:, 0])
+        x, y, s = box or (lo[0] + dx * side, lo[1] + dy * side, ds * side)
+        rect = dlib.rectangle(*(int(round(v)) for v in (x, y, x + s - 1, y + s - 1)))
+        shapes.append([dlib.full_object_detection(rect, [dlib.point(*map(int, np.round(p))) for p in gt])])
+    print(f"{len(paths)} training faces of {folder}, {len(placements)} boxed by dlib's detector, the others placed "
+          f"from their points ({time.perf_counter() - t0:.0f} s)")
+    opts = dlib.shape_predictor_training_options()
+    opts.num_threads = os.cpu_count()
+    for k, v in options.items():
+        setattr(opts, k, v)
+    t0 = time.perf_counter()
+    predictor = dlib.train_shape_predictor([crop for crop, _, _ in faces], shapes, opts)
+    predictor.save(f"{out}.partial")  # renamed when whole: an interrupted run leaves no half-written file
+    os.replace(f"{out}.partial", out)
+    print(f"trained in {(time.perf_counter() - t0) / 60:.1f} min ({cpu()}): {out}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
@@ -233,10 +287,23 @@ def main(argv=None):
     p.add_argument("--hog-thresholds", action="store_true",
                    help="HOG's recall on the validation faces against its threshold (--data, --photos)")
     p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--train-dlib", metavar="FILE", help="train dlib's shape predictor (its method, its default "
+                   "options) on --photos' training faces, ours, into FILE: for evaluate.py --dlib-model")
     args = p.parse_args(argv)
     cv2.setNumThreads(2)
     import torch
     torch.set_num_threads(2)
+    if args.train_dlib:
+        if Path(args.train_dlib).exists():
+            sys.exit(f"error: {args.train_dlib} exists: remove it or name another file")
+        if not Path(args.train_dlib).parent.is_dir():
+            sys.exit(f"error: {args.train_dlib}: no such folder {Path(args.train_dlib).parent}")
+        # dlib's trainer runs to its end before Python sees a Ctrl-C: let Ctrl-C end the process at once instead.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            return train_dlib(dl.photos_dir(args.photos), args.train_dlib)
+        except dl.DataError as e:
+            sys.exit(f"error: {e}")
     if args.hog_thresholds:
         return hog_thresholds(dl.data_dir(args.data), dl.photos_dir(args.photos))
     if args.detectors or args.pipeline:

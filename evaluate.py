@@ -4,6 +4,7 @@
     python evaluate.py --split all --protocol dataset --weights saved_models/net.pt --json net.json
     python evaluate.py --photos ../shared/300w --photo-split test --compare dlib   # real photos, 300-W layout
     python evaluate.py --photos ../shared/aflw2000 --compare dlib   # turned faces, per yaw band (its yaw.json)
+    python evaluate.py --photos ../shared/300w --compare dlib --dlib-model dlib_ours.dat   # benchmark.py --train-dlib's
     python evaluate.py --box-stats --detector hog   # where a face detector puts its box around the 68 points
 
 NME: mean point-to-point error / inter-ocular distance (outer eye corners, points 36 and 45), in %; on a folder with
@@ -161,17 +162,29 @@ class Dlib:
     name = "dlib HOG + 68-point predictor"
     boxes = 0
 
-    def __init__(self):
-        try:
-            import dlib
-            with warnings.catch_warnings():  # it imports pkg_resources, which warns that it is deprecated
-                warnings.simplefilter("ignore")
-                import face_recognition_models
-        except ImportError as e:
-            raise EvalError(f"--compare dlib needs the optional packages: pip install -r requirements-dlib.txt ({e})")
+    def __init__(self, model=None):
+        """model: a shape predictor file of dlib's (benchmark.py --train-dlib writes one) instead of the 68-point
+        predictor that face_recognition_models ships."""
+        import dlib
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+        if model:
+            self.name = f"dlib HOG + {Path(model).name}"
+        else:
+            try:
+                with warnings.catch_warnings():  # it imports pkg_resources, which warns that it is deprecated
+                    warnings.simplefilter("ignore")
+                    import face_recognition_models
+            except ImportError as e:
+                raise EvalError("--compare dlib needs the optional packages: pip install -r requirements-dlib.txt "
+                                f"({e})")
+            model = face_recognition_models.pose_predictor_model_location()
+        if not Path(model).is_file():
+            raise EvalError(f"{model}: no such file (a dlib shape predictor)")
+        try:
+            self.predictor = dlib.shape_predictor(str(model))
+        except RuntimeError as e:
+            raise EvalError(f"{model}: not a dlib shape predictor ({str(e).strip().splitlines()[0]})")
 
     def pipeline(self, rgb, gt, norm):
         """dlib as its documentation shows it: every rectangle of its detector (upsampled once) straight into its
@@ -365,6 +378,8 @@ def main(argv=None):
                    "own: course on the course data when the weights know it, else the weights' first)")
     p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
     p.add_argument("--compare", choices=["dlib"], help="also measure dlib's HOG detector and 68-point predictor")
+    p.add_argument("--dlib-model", metavar="FILE", help="with --compare dlib: this dlib shape predictor instead of "
+                   "the shipped 68-point one (benchmark.py --train-dlib trains one on our training faces)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every predictor")
     p.add_argument("--ced", metavar="PNG", help="write the cumulative error plot to this PNG")
     p.add_argument("--json", metavar="FILE", help="also write the model's figures to FILE as one JSON object")
@@ -374,6 +389,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.dlib_model and not args.compare:
+        p.error("--dlib-model needs --compare dlib")
     if args.json and not Path(args.json).parent.is_dir():
         sys.exit(f"error: {args.json}: no such folder {Path(args.json).parent}")
     try:
@@ -404,7 +421,7 @@ def main(argv=None):
         else:
             names, images, gts = load_split(dl.data_dir(args.data), args.split)
             sources, what = None, f"split {args.split} ({len(images)} images)"
-        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)] + ([Dlib()] if args.compare else [])
+        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)] + [Dlib(args.dlib_model)] * bool(args.compare)
     except (dl.DataError, EvalError) as e:
         sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":
@@ -447,7 +464,7 @@ def main(argv=None):
               " (+y: below the labels)")
         for name, m in rows:
             print(f"{name:54s} " + "  ".join(f"{r} {x:+5.1f} {y:+5.1f}" for r, (x, y) in m["offsets"].items()))
-    if args.photos and args.compare and norm == "iod":
+    if args.photos and args.compare and norm == "iod" and not args.dlib_model:
         print("note: dlib's 68-point predictor was trained on iBUG 300-W, whose training set is AFW and the HELEN and "
               "LFPW training sets: these photos are likely among its training faces")
     if args.ced:

@@ -143,3 +143,39 @@ def test_an_aflw_folder_is_measured_per_yaw_band(tmp_path):
     assert "sqrt(width x height)" in lines[0]
     assert [l.split()[:2] for l in lines if l.strip().startswith("yaw")] == [["yaw", "0-30"], ["yaw", "30-60"]]
     assert any(l.strip().startswith("mean of the yaw bands") for l in lines)
+
+
+def test_dlibs_method_trained_on_our_training_faces_is_measured_from_its_file(tmp_path, capsys):
+    """benchmark.py --train-dlib: the training split's faces, boxed by dlib's detector (or, where it misses one, from
+    the points), into a predictor file that evaluate.py --dlib-model measures beside ours."""
+    import cv2
+    import dlib
+
+    import benchmark
+    from test_data import write_pts
+    demo = cv2.imread(str(ROOT / "images" / "astronaut.png"))
+    kp = face_shape(0.7, (151, 36))  # a rough face where dlib's detector boxes the astronaut's
+    for folder, photo, image in [("afw", "0_1", demo), ("helen_train", "1_1", np.full_like(demo, 90))]:
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / f"{photo}.png"), image)
+        write_pts(tmp_path / folder / f"{photo}.pts", kp)
+    out = tmp_path / "tiny.dat"
+    benchmark.train_dlib(tmp_path, out, cascade_depth=1, num_trees_per_cascade_level=2, tree_depth=1,
+                         oversampling_amount=1)
+    said = capsys.readouterr().out
+    assert "2 training faces" in said and "1 boxed by dlib's detector" in said
+    shape = dlib.shape_predictor(str(out))(demo[..., ::-1].copy(), dlib.rectangle(175, 76, 265, 166))
+    assert len(shape.parts()) == 68
+    r = run("--photos", tmp_path, "--photo-split", "train", "--compare", "dlib", "--dlib-model", out)
+    assert r.returncode == 0, r.stderr
+    assert "dlib HOG + tiny.dat" in r.stdout
+
+    before = out.read_bytes()
+    r = subprocess.run([sys.executable, "benchmark.py", "--photos", tmp_path, "--train-dlib", out], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {out} exists: remove it or name another file"
+    assert out.read_bytes() == before
+    (tmp_path / "bad.dat").write_text("not a model")
+    r = run("--photos", tmp_path, "--photo-split", "train", "--compare", "dlib", "--dlib-model", tmp_path / "bad.dat")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "bad.dat: not a dlib shape predictor" in r.stderr
+    assert run("--dlib-model", out).returncode == 2  # only beside --compare dlib
