@@ -421,7 +421,8 @@ def main(argv=None):
         else:
             names, images, gts = load_split(dl.data_dir(args.data), args.split)
             sources, what = None, f"split {args.split} ({len(images)} images)"
-        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)] + [Dlib(args.dlib_model)] * bool(args.compare)
+        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)]
+        predictors += [Dlib(args.dlib_model)] if args.compare else []
     except (dl.DataError, EvalError) as e:
         sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":
