@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import crops
 import data_load as dl
 import detectors
 from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
@@ -228,46 +229,36 @@ def train_dlib(folder, out, **options):
     sets any of dlib.shape_predictor_training_options' fields instead) trained on the faces this project's model
     learns from: the training split of a 300-W folder. Not mirrored: the annotators place points a little off the
     mirror-symmetric place, and dlib's trees, unlike our model (train.py's labellings), cannot learn that back (with
-    mirrors: 4.86% on the validation faces against 4.64%). A face's box is the one dlib's detector (upsampled once)
-    puts on it, the box its predictor gets at run time; a face the detector misses gets a box placed from its points
-    where the detector puts it on the others (the medians). Written to out. With `evaluate.py --compare dlib
-    --dlib-model out`: both methods on faces neither saw."""
+    mirrors: 4.77% on the validation faces against 4.62%). A face's box is the one dlib's detector (upsampled once)
+    puts on it, the box its predictor gets at run time; a face the detector misses gets the box it would have put
+    there (crops.box_from_keypoints). Written to out. With `evaluate.py --compare dlib --dlib-model out`: both
+    methods on faces neither saw."""
     import dlib
     from tqdm import tqdm
     paths, kps = dl.read_photos(folder, "train")
     detect = dlib.get_frontal_face_detector()
     t0 = time.perf_counter()
-    faces, placements = [], []  # per face: a crop around it (memory), its points and dlib's box in the crop, or None
+    images, shapes, boxed = [], [], 0
     for path, gt in zip(tqdm(paths, desc="dlib's detector", unit="photo"), kps):
         rgb = dl.read_image(path)
-        lo, hi = gt.min(0), gt.max(0)
-        truth = (*lo, *(hi - lo))
+        expected = crops.box_from_keypoints(gt, "hog")
         rects = [(r.left(), r.top(), r.width(), r.height()) for r in detect(rgb, 1)]
-        box = max(rects, key=lambda r: detectors.iou(r, truth), default=None)
-        box = box if box and detectors.iou(box, truth) >= 0.3 else None
-        if box:
-            placements.append(((box[0] - lo[0]) / truth[2], (box[1] - lo[1]) / truth[2], box[2] / truth[2]))
-        side = truth[2]
-        x0, y0 = (max(0, int(v - side)) for v in lo)
-        faces.append((np.ascontiguousarray(rgb[y0:int(hi[1] + side), x0:int(hi[0] + side)]), gt - [x0, y0],
-                      None if box is None else (box[0] - x0, box[1] - y0, box[2])))
-    if not placements:
-        raise dl.DataError(f"{folder}: dlib's detector found none of the training faces")
-    dx, dy, ds = np.median(placements, axis=0)
-    shapes = []
-    for _, gt, box in faces:
-        lo, side = gt.min(0), np.ptp(gt[:, 0])
-        x, y, s = box or (lo[0] + dx * side, lo[1] + dy * side, ds * side)
-        rect = dlib.rectangle(*(int(round(v)) for v in (x, y, x + s - 1, y + s - 1)))
-        shapes.append([dlib.full_object_detection(rect, [dlib.point(*map(int, np.round(p))) for p in gt])])
-    print(f"{len(paths)} training faces of {folder}, {len(placements)} boxed by dlib's detector, the others placed "
-          f"from their points ({time.perf_counter() - t0:.0f} s)")
+        box = max(rects, key=lambda r: detectors.iou(r, expected), default=None)
+        found = box is not None and detectors.iou(box, expected) >= 0.3
+        boxed += found
+        x, y, w, h = box if found else expected
+        x0, y0 = max(0, int(x - w)), max(0, int(y - h))  # a crop around the face: the photos would not fit in memory
+        images.append(np.ascontiguousarray(rgb[y0:int(y + 2 * h), x0:int(x + 2 * w)]))
+        rect = dlib.rectangle(*(int(round(v)) for v in (x - x0, y - y0, x - x0 + w - 1, y - y0 + h - 1)))
+        shapes.append([dlib.full_object_detection(rect, [dlib.point(*map(int, np.round(p))) for p in gt - [x0, y0]])])
+    print(f"{len(paths)} training faces of {folder}, {boxed} boxed by dlib's detector, the others where it would have "
+          f"boxed them ({time.perf_counter() - t0:.0f} s)")
     opts = dlib.shape_predictor_training_options()
     opts.num_threads = os.cpu_count()
     for k, v in options.items():
         setattr(opts, k, v)
     t0 = time.perf_counter()
-    predictor = dlib.train_shape_predictor([crop for crop, _, _ in faces], shapes, opts)
+    predictor = dlib.train_shape_predictor(images, shapes, opts)
     predictor.save(f"{out}.partial")  # renamed when whole: an interrupted run leaves no half-written file
     os.replace(f"{out}.partial", out)
     print(f"trained in {(time.perf_counter() - t0) / 60:.1f} min ({cpu()}): {out}")
