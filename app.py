@@ -204,7 +204,7 @@ def main(argv=None):
     global TIMEOUT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 lets other machines in (README: what that means)")
+                   help="address to listen on; 0.0.0.0 lets other machines in (docs/app.md: what that means)")
     p.add_argument("--port", type=port, default=8000, help="port to listen on (0: any free one, printed)")
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
     p.add_argument("--timeout", type=float, default=TIMEOUT,

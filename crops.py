@@ -18,7 +18,7 @@ HAAR_FROM_KEYPOINTS = {"dx": 0.0, "dy": -0.18, "s": 1.145, "sd_shift": (0.09, 0.
 # filter the same way, on the training faces of both sources (`python evaluate.py --box-stats --detector hog`: 3440
 # of 3478 found, the number per filter below). detect.py moves every box to where the first filter puts it
 # (first_kind), so that one mapping makes the crop: on the 300-W validation photos this took the previous model from
-# NME 4.33% to 4.26% and the faces found from 113 to 114 (README.md).
+# NME 4.33% to 4.26% and the faces found from 113 to 114 (docs/benchmarks.md).
 HOG_FILTERS = ({"dx": 0.005, "dy": -0.073, "s": 0.986, "sd_shift": (0.067, 0.043), "sd_scale": 0.093},   # 1907 faces
                {"dx": -0.132, "dy": -0.136, "s": 1.059, "sd_shift": (0.063, 0.042), "sd_scale": 0.092},  # 709
                {"dx": 0.118, "dy": -0.141, "s": 1.059, "sd_shift": (0.056, 0.041), "sd_scale": 0.091},   # 674

@@ -295,10 +295,11 @@ def source(path):
 class FaceSamples(Dataset):
     """Faces held in memory, each cut out around its keypoints (face_region) so that a training epoch reads no
     files: sample = {'image', 'keypoints'} as FacialKeypointsDataset gives them, through transform, and 'source':
-    which collection's annotators labelled them (a number, train.Conventions)."""
+    which collection's annotators labelled them (a number, train.Conventions). region: face_region's context and
+    largest extent (a model that reads the face at more pixels needs them kept)."""
 
-    def __init__(self, images, keypoints, transform=None, source=0, weights=None):
-        cut = [face_region(im, kp) for im, kp in zip(images, keypoints)]
+    def __init__(self, images, keypoints, transform=None, source=0, weights=None, region=(4.0, 128)):
+        cut = [face_region(im, kp, *region) for im, kp in zip(images, keypoints)]
         self.images, self.keypoints = [c[0] for c in cut], [c[1] for c in cut]
         self.transform, self.source = transform, source
         self.weights = np.ones((len(cut), N_POINTS), np.float32) if weights is None else np.float32(weights)

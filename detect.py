@@ -37,7 +37,7 @@ import torch
 import crops
 import data_load as dl
 from detectors import DETECTORS, Hog, nms
-from models import WeightsError, WithConfidence, check_device, load_model, onnx_bytes, onnx_runner
+from models import WeightsError, WithConfidence, check_device, load_model, onnx_bytes, onnx_runner, zoom_onnx_bytes
 from pose import draw_pose, head_pose
 from video import Tracker, VideoOut, read_frames
 
@@ -90,13 +90,15 @@ class FaceKeypointDetector:
     the weights have one), 'onnx' (ONNX Runtime, float; the CPU default otherwise) or 'torch' (the default on a GPU).
     flip: also run each crop mirrored and average the two. refine: a second pass on the crop that the first pass's
     points give, the crop the model was trained on. Each costs a second model run per face and lowers the error
-    (README.md has the figures): worth it for photos, where the face detector takes far longer than the model.
+    (docs/benchmarks.md has the figures): worth it for photos, where the face detector takes far longer than the model.
     labelling: whose convention the points follow, one of the weights' labellings ('300w', the default of weights
-    trained with photos, or 'course', the course data's annotators)."""
+    trained with photos, or 'course', the course data's annotators). zoom: run the closer look (models.ZoomNet)
+    behind the model when the weights hold one: each point read again at twice the pixels, on faces whose crop has
+    at least zoom_from times the model's input pixels across (default: the weights')."""
 
     def __init__(self, weights=DEFAULT_WEIGHTS, device="cpu", detector="blaze", min_size=None, hog_threshold=None,
                  scale_factor=1.1, min_neighbors=3, min_confidence=None, runtime=None, flip=False, refine=False,
-                 labelling=None):
+                 labelling=None, zoom=True, zoom_from=None):
         check_settings(min_size=min_size, hog_threshold=hog_threshold, scale_factor=scale_factor,
                        min_neighbors=min_neighbors, min_confidence=min_confidence)
         self.device = check_device(device)
@@ -111,6 +113,10 @@ class FaceKeypointDetector:
         self.runtime = runtime
         self.run = self.run_torch if runtime == "torch" else onnx_runner(int8 if runtime == "int8" else
                                                                           onnx_bytes(self.model))
+        self.zoom = self.model.zoom if zoom else None
+        self.zoom_from = self.model.zoom_from if zoom_from is None else zoom_from
+        if self.zoom is not None:
+            self.run_zoom = self.run_zoom_torch if runtime == "torch" else onnx_runner(zoom_onnx_bytes(self.zoom))
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
         self.detector = detector
@@ -169,15 +175,16 @@ class FaceKeypointDetector:
         """(keypoints, confidence) for each crop rectangle: cut out, resized, predicted (with its mirror when flip)."""
         if len(rects) == 0:
             return np.zeros((0, dl.N_POINTS, 2), np.float32), np.zeros(0, np.float32)
-        size, channels = self.model.input_size, self.model.in_channels
-        batch = np.empty((len(rects), channels, size, size), np.float32)
+        size, channels, n = self.model.input_size, self.model.in_channels, len(rects)
+        batch = np.empty((n, channels, size, size), np.float32)
         for i, rect in enumerate(rects):
             crop = crops.cut_crop(rgb, rect, size, gray=channels == 1)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
-        n = len(rects)
         if self.flip:
             batch = np.concatenate([batch, batch[..., ::-1]])
         out, conf = self.run(batch * np.float32(1 / 255))
+        if self.zoom:
+            out = self.zoom_in(rgb, rects, out)
         pts = dl.keypoints_to_pixels(out, size)
         if self.flip:
             pts = (pts[:n] + crops.mirror_keypoints(pts[n:], size)) / 2
@@ -188,10 +195,31 @@ class FaceKeypointDetector:
             pts = pts + ab[:, :1] * along + ab[:, 1:] * across
         return crops.from_crop(pts, rects, size), conf[:n]
 
+    def zoom_in(self, rgb, rects, out):
+        """The model's normalized points (out, with the mirrored crops' after them when flip) moved by the closer
+        look, on the faces whose crop has at least zoom_from times the model's input pixels across: on smaller ones
+        it would read an enlarged copy of what the model saw."""
+        size = self.model.input_size
+        big = np.flatnonzero([x1 - x0 >= self.zoom_from * size for x0, _, x1, _ in rects])
+        if not len(big):
+            return out
+        fine = size * self.zoom.scale
+        cut = np.float32([crops.cut_crop(rgb, rects[i], fine, gray=True) for i in big])[:, None]
+        if self.flip:
+            cut, big = np.concatenate([cut, cut[..., ::-1]]), np.concatenate([big, big + len(rects)])
+        out = out.copy()
+        out[big] = self.run_zoom(cut * np.float32(1 / 255), out[big])[0]
+        return out
+
     def run_torch(self, batch):
         with torch.inference_mode():
             out, conf = WithConfidence(self.model)(torch.from_numpy(batch).to(self.device))
             return out.cpu().numpy(), conf.cpu().numpy()
+
+    def run_zoom_torch(self, fine, points):
+        with torch.inference_mode():
+            return [self.zoom(*(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (fine, points)))
+                    .cpu().numpy()]
 
     # ------------------------------------------------------------ public API
 
@@ -415,6 +443,8 @@ def parse_args(argv=None):
     p.add_argument("--flip", action="store_true", help="also run each face mirrored (more accurate, slower)")
     p.add_argument("--refine", action="store_true",
                    help="a second pass on the crop the first pass's points give (more accurate, slower)")
+    p.add_argument("--no-zoom", action="store_true",
+                   help="leave out the closer look at each point (faster on large faces, less accurate)")
     p.add_argument("--runtime", choices=["int8", "onnx", "torch"], help="how the model runs (default on a CPU: "
                    "int8 ONNX; onnx, the float model, is more accurate and slower)")
     p.add_argument("--labelling", metavar="NAME", help="whose convention the points follow: 300w (the shipped "
@@ -464,7 +494,7 @@ def main(argv=None):
     try:
         fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, args.device, detector=args.detector,
                                    flip=args.flip, refine=args.refine, runtime=args.runtime,
-                                   labelling=args.labelling, **settings)
+                                   labelling=args.labelling, zoom=not args.no_zoom, **settings)
     except (WeightsError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.camera is not None:

@@ -212,7 +212,7 @@ class Blaze(FaceDetector):
     the image letterboxed to its input. The full-range model (192 x 192, 2304 anchors) finds a face whose points span
     16 pixels of its input (measured on validation faces shrunk step by step): in one pass, faces down to a twelfth of
     the image's longer side. The short-range model (128 x 128, 896 anchors; made for faces near the camera) finds the
-    faces that fill much of the image, where the full-range one is unsure, turned faces most (README, "Face detectors").
+    faces that fill much of the image, where the full-range one is unsure, turned faces most (docs/detectors.md).
 
     min_size asks for smaller faces: the image is then also cut into tiles (half overlapping, so that each face lies
     whole in one) small enough for the full-range model to find a face of min_size pixels, and larger ones for the

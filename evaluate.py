@@ -116,10 +116,10 @@ def nearest(points, gt, norm="iod"):
 
 
 def detector(args):
-    """The pipeline as --weights, --runtime, --flip, --refine, --min-confidence and --labelling set it."""
+    """The pipeline as --weights, --runtime, --flip, --refine, --no-zoom, --min-confidence and --labelling set it."""
     fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector, runtime=args.runtime,
                                flip=args.flip, refine=args.refine, min_confidence=args.min_confidence,
-                               labelling=args.labelling)
+                               labelling=args.labelling, zoom=not args.no_zoom)
     if not args.labelling and not args.photos and "course" in fkd.model.labellings:
         fkd.labelling = "course"  # measured against the course's labels: in their convention
     return fkd
@@ -130,7 +130,7 @@ class OurModel:
         self.fkd = fkd
         self.model = fkd.model
         default = next(iter(self.model.labellings), None)
-        how = ", ".join([fkd.detector, fkd.runtime] + [o for o in ("flip", "refine") if getattr(fkd, o)]
+        how = ", ".join([fkd.detector, fkd.runtime] + [o for o in ("flip", "refine", "zoom") if getattr(fkd, o)]
                         + [f"{fkd.labelling} labels"] * (fkd.labelling != default))
         self.name = f"{type(self.model).__name__} ({Path(weights).name}, {how})"
         self.boxes = 0  # faces reported in all, the labelled one and any other
@@ -353,7 +353,22 @@ def print_box_stats(fkd, args):
     return 0
 
 
-def main(argv=None):
+def print_sizes(errors, gts, sources):
+    """NME by the face's size: in quartiles of the true eye-corner distance, overall and per source (each group's
+    own quartiles), each predictor over the faces it found. A model that loses detail on large faces shows here."""
+    iod = normalizer(gts)
+    groups = {"all": np.ones(len(gts), bool)} | {s: np.array(sources) == s for s in sorted(set(sources or []))}
+    print("NME% by eye-corner distance quartile (pixels), the faces each predictor found:")
+    for group, g in groups.items():
+        edges = np.quantile(iod[g], [0, 0.25, 0.5, 0.75, 1])
+        q = np.clip(np.searchsorted(edges, iod, side="right") - 1, 0, 3)
+        print(f"  {group}: " + ", ".join(f"{edges[i]:.0f}-{edges[i + 1]:.0f}" for i in range(4)))
+        for name, e in errors.items():
+            cells = [e[g & (q == i) & np.isfinite(e)] for i in range(4)]
+            print(f"  {name:52s} " + " ".join(f"{c.mean() if len(c) else float('nan'):6.2f}" for c in cells))
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
     p.add_argument("--split", choices=list(SPLITS), default="unseen",
@@ -374,6 +389,7 @@ def main(argv=None):
                    help="how the model runs (default: int8 when the weights have it, else onnx)")
     p.add_argument("--flip", action="store_true", help="test-time flip: also run each face mirrored")
     p.add_argument("--refine", action="store_true", help="a second pass on the crop the first pass's points give")
+    p.add_argument("--no-zoom", action="store_true", help="without the closer look (ZoomNet) the weights may hold")
     p.add_argument("--labelling", metavar="NAME", help="whose convention the points follow (default: the labels' "
                    "own: course on the course data when the weights know it, else the weights' first)")
     p.add_argument("--min-confidence", type=float, help="face confidence floor (default: the one in the weights)")
@@ -387,52 +403,44 @@ def main(argv=None):
                    help='instead: face detection on the photos in DIR, against DIR/boxes.json: '
                         '{"photo.jpg": [[left, top, width, height], ...], ...}')
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
     if args.dlib_model and not args.compare:
         p.error("--dlib-model needs --compare dlib")
-    if args.json and not Path(args.json).parent.is_dir():
-        sys.exit(f"error: {args.json}: no such folder {Path(args.json).parent}")
-    try:
-        fkd = detector(args)
-    except (WeightsError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    if args.wild:
-        try:
-            rows = wild(fkd, args.wild)
-        except (EvalError, dl.DataError) as e:
-            sys.exit(f"error: {e}")
-        for name, n, found, false in rows:
-            print(f"{name:24s} {found:2d} of {plural(n, 'face'):8s}, {plural(false, 'false box')}")
-        n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
-        print(f"{len(rows)} photos: {found} of {plural(n, 'face')} found (IoU >= 0.3), {plural(false, 'false box')}")
-        return 0
-    if args.box_stats:
-        return print_box_stats(fkd, args)
-    try:
-        norm = "iod"
-        if args.photos:
-            names, images, gts, sources = load_photos(args.photos, args.photo_split)
-            what = f"{args.photos} {args.photo_split} split ({len(images)} faces)"
-            bands = yaw_bands(args.photos, names)
-            if bands:  # faces up to profile: per yaw band, normalized by the true points' box
-                sources, norm = bands, "box"
-                what += "; NME normalized by sqrt(width x height) of the true points' box, per yaw band"
-        else:
-            names, images, gts = load_split(dl.data_dir(args.data), args.split)
-            sources, what = None, f"split {args.split} ({len(images)} images)"
-        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)]
-        predictors += [Dlib(args.dlib_model)] if args.compare else []
-    except (dl.DataError, EvalError) as e:
-        sys.exit(f"error: {e}")
     if args.compare and args.protocol == "dataset":
-        sys.exit("error: --compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
+        p.error("--compare dlib needs --protocol pipeline (dlib has no whole-image mode)")
+    return args
 
+
+def print_wild(fkd, folder):
+    """--wild: face detection on labelled group photos, a line a photo and one in all."""
+    rows = wild(fkd, folder)
+    for name, n, found, false in rows:
+        print(f"{name:24s} {found:2d} of {plural(n, 'face'):8s}, {plural(false, 'false box')}")
+    n, found, false = (sum(r[i] for r in rows) for i in (1, 2, 3))
+    print(f"{len(rows)} photos: {found} of {plural(n, 'face')} found (IoU >= 0.3), {plural(false, 'false box')}")
+    return 0
+
+
+def load_faces(args):
+    """(images, true points, sources or yaw bands or None, what they are in words, normalizer name)."""
+    if not args.photos:
+        names, images, gts = load_split(dl.data_dir(args.data), args.split)
+        return images, gts, None, f"split {args.split} ({len(images)} images)", "iod"
+    names, images, gts, sources = load_photos(args.photos, args.photo_split)
+    what = f"{args.photos} {args.photo_split} split ({len(images)} faces)"
+    bands = yaw_bands(args.photos, names)
+    if bands:  # faces up to profile: per yaw band, normalized by the true points' box
+        return (images, gts, bands, what + "; NME normalized by sqrt(width x height) of the true points' box, per "
+                "yaw band", "box")
+    return images, gts, sources, what, "iod"
+
+
+def measure(predictors, images, gts, sources, protocol, norm):
+    """(rows: [(name, figures)], curves: {name: per-face NME}) of every predictor, ms a face included."""
     rows, curves, jobs = [], {}, []
-    for pr, (preds, boxes, seconds) in zip(predictors, run(predictors, images, gts, args.protocol, norm)):
+    for pr, (preds, boxes, seconds) in zip(predictors, run(predictors, images, gts, protocol, norm)):
         m = metrics(preds, gts, norm)
         m["pipeline_s"], m["boxes"] = seconds, pr.boxes
-        if args.protocol == "pipeline":
+        if protocol == "pipeline":
             jobs.append((pr.crop_predict, [(im, b) for im, b in zip(images, boxes) if b is not None]))
         else:
             jobs.append((pr.dataset, [(im,) for im in images]))
@@ -447,6 +455,11 @@ def main(argv=None):
         rows.append((pr.name, m))
     for (_, m), ms in zip(rows, speeds(jobs)):
         m["ms_per_face"] = ms
+    return rows, curves
+
+
+def report(rows, curves, gts, sources, what, norm, args):
+    """The figures as evaluate.py prints them, the CED plot and the JSON file."""
     print(f"{what}, protocol {args.protocol}, {args.threads} threads ({cpu()}); pipe s: detector and keypoints over "
           "all the images, the predictors taking turns image by image; boxes: faces reported in all")
     print(f"{'model':54s} {'found':>9s} {'NME%':>6s} {'median':>6s} {'fail@10':>8s} {'AUC@10':>7s} {'ms/face':>8s} "
@@ -458,9 +471,12 @@ def main(argv=None):
             print_row(f"  {src}", ms)
         if "band_mean" in m:
             print(f"{'  mean of the yaw bands':54s} {'':9s} {m['band_mean']:6.2f}")
-    if len(rows) > 1 and args.protocol == "pipeline":
+    pipeline = args.protocol == "pipeline"
+    if len(rows) > 1 and pipeline:
         print_common(curves, sources)
-    if args.protocol == "pipeline" and len(images):
+    if pipeline and norm == "iod" and len(gts) >= 4:
+        print_sizes(curves, gts, sources)
+    if pipeline and len(gts):
         print(f"mean signed offset (x, y) per region, % of the {'box size' if norm == 'box' else 'inter-ocular distance'}"
               " (+y: below the labels)")
         for name, m in rows:
@@ -474,6 +490,27 @@ def main(argv=None):
         m = {k: v for k, v in rows[0][1].items() if k != "sources"}
         Path(args.json).write_text(json.dumps({"split": args.photo_split if args.photos else args.split,
                                                "protocol": args.protocol, **m}, indent=1))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    if args.json and not Path(args.json).parent.is_dir():
+        sys.exit(f"error: {args.json}: no such folder {Path(args.json).parent}")
+    try:
+        fkd = detector(args)
+        if args.wild:
+            return print_wild(fkd, args.wild)
+        if args.box_stats:
+            return print_box_stats(fkd, args)
+        images, gts, sources, what, norm = load_faces(args)
+        predictors = [OurModel(fkd, args.weights or DEFAULT_WEIGHTS)] + ([Dlib(args.dlib_model)] if args.compare
+                                                                         else [])
+    except (WeightsError, ValueError, EvalError) as e:  # dl.DataError is a ValueError
+        sys.exit(f"error: {e}")
+    report(*measure(predictors, images, gts, sources, args.protocol, norm), gts, sources,
+           what, norm, args)
     return 0
 
 

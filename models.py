@@ -129,6 +129,52 @@ class HeatmapNet(nn.Module):
         return js.mean()
 
 
+class ZoomNet(nn.Module):
+    """The closer look: for each of the 68 points a first model found in its crop, a patch of the same crop at
+    `scale` times the pixels (patch x patch, around the point), read by one small CNN shared by all points; a linear
+    head per point moves it. Large, sharp faces lose most of their detail in the first model's crop; this reads it
+    back. It starts as the identity (a zero head), so it learns only to move points."""
+
+    def __init__(self, input_size=160, scale=2, patch=24, width=8):
+        super().__init__()
+        if patch % 4:
+            raise ValueError(f"ZoomNet patch must be a multiple of 4, not {patch}")
+        self.input_size, self.scale, self.patch, self.width = input_size, scale, patch, width
+        w = width
+        self.body = nn.Sequential(conv_bn(1, w, 2), conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w, 2), conv_bn(2 * w, 4 * w))
+        self.head_w = nn.Parameter(torch.zeros(N_POINTS, 4 * w * (patch // 4) ** 2, 2))
+        self.head_b = nn.Parameter(torch.zeros(N_POINTS, 2))
+        # How much of the point's place within its patch's centre pixel to keep: the pixels cannot tell it.
+        self.keep = nn.Parameter(torch.ones(N_POINTS, 1))
+        r = torch.arange(patch)
+        self.register_buffer("rows", r[:, None], persistent=False)
+        self.register_buffer("cols", r[None, :], persistent=False)
+
+    def patches(self, fine, points):
+        """(N*68 x 1 x P x P patches, N x 68 x 2 their centres, N x 68 x 2 the points), in fine pixels: whole-pixel
+        patches (a gather, no resampling: several times faster than grid_sample in ONNX Runtime) of the crop padded
+        by half a patch, so that a point at or past the edge still gets one."""
+        n, size, p = fine.shape[0], self.input_size * self.scale, self.patch
+        px = keypoints_to_pixels(points, self.input_size)                    # N x 68 x 2, first crop's pixels
+        centre = (px + 0.5) * self.scale - 0.5                                # the same points, fine pixels
+        first = torch.floor(centre + 0.5).clamp(0, size)                    # each patch's first pixel, padded
+        at = first.long()
+        index = (at[..., 1, None, None] + self.rows) * (size + p) + at[..., 0, None, None] + self.cols
+        padded = F.pad(fine, [p // 2] * 4).reshape(n, -1)
+        cut = torch.gather(padded, 1, index.reshape(n, -1)).reshape(n * N_POINTS, 1, p, p)
+        return cut, first - p // 2 + (p - 1) / 2, centre
+
+    def forward(self, fine, points):
+        """fine: N x 1 x (S*scale) x (S*scale), the crop at scale times the pixels; points: N x 136, the first
+        model's normalized points -> N x 136, moved."""
+        n = fine.shape[0]
+        cut, middle, centre = self.patches(fine, points)
+        f = self.body(cut).reshape(n, N_POINTS, -1).transpose(0, 1)           # 68 x N x C
+        move = (f @ self.head_w).transpose(0, 1) + self.head_b                 # N x 68 x 2, fine pixels
+        out = middle + self.keep * (centre - middle) + move
+        return normalize_keypoints((out + 0.5) / self.scale - 0.5, self.input_size).flatten(1)
+
+
 class WithConfidence(nn.Module):
     """x -> (N x 136 keypoints, N confidences). A HeatmapNet's confidence is the mean peak height of its 68 heatmaps:
     a crop that holds no face gives flat heatmaps. Models without heatmaps report 1."""
@@ -210,6 +256,15 @@ def load_model(path, device="cpu", expected=None):
     model.labellings = {k: v.float().numpy() for k, v in ckpt.get("labellings", {}).items()}
     # The same model quantized to int8 ONNX (quantize, below), when train.py has added one: bytes, or None.
     model.int8_onnx = ckpt["int8_onnx"].numpy().tobytes() if "int8_onnx" in ckpt else None
+    # The closer look behind it (zoom.py), when the weights hold one: a ZoomNet, or None.
+    model.zoom, model.zoom_from = None, float(ckpt.get("zoom", {}).get("from", 1.0))
+    if "zoom" in ckpt:
+        try:
+            model.zoom = ZoomNet(**ckpt["zoom"]["config"])
+            model.zoom.load_state_dict(ckpt["zoom"]["state_dict"])
+        except (TypeError, KeyError, RuntimeError) as e:
+            raise WeightsError(f"{path}: its ZoomNet does not load ({type(e).__name__})") from None
+        model.zoom = model.zoom.to(device).eval()
     return model.to(device).eval()
 
 
@@ -224,6 +279,18 @@ def onnx_bytes(model):
         faces = {0: "faces"}
         torch.onnx.export(WithConfidence(model).eval(), x, buf, dynamo=False, input_names=["x"],
                           output_names=["y", "c"], dynamic_axes={"x": faces, "y": faces, "c": faces})
+    return buf.getvalue()
+
+
+def zoom_onnx_bytes(zoom):
+    """A ZoomNet as an ONNX file in memory: (fine crops, first points) -> points, any batch size."""
+    buf = io.BytesIO()
+    size = zoom.input_size * zoom.scale
+    x, p = torch.zeros(1, 1, size, size), torch.zeros(1, 2 * N_POINTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(zoom.eval(), (x, p), buf, dynamo=False, input_names=["fine", "points"], output_names=["y"],
+                          dynamic_axes={"fine": {0: "faces"}, "points": {0: "faces"}, "y": {0: "faces"}})
     return buf.getvalue()
 
 
@@ -265,13 +332,14 @@ def onnx_runner(onnx_model):
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(None, {"x": batch})
+    names = [i.name for i in session.get_inputs()]
+    return lambda *inputs: session.run(None, dict(zip(names, inputs)))
 
 
 def cpu():
     """The CPU in a few words, for a timing to be read with: its name and its widest vector instructions. ONNX
     Runtime's int8 convolutions need VNNI (AVX-512 or AVX) to be fast: on a CPU with AVX2 only, the shipped model
-    takes a face in about as much time as dlib's predictor, on one with AVX-512 VNNI in less (README)."""
+    takes a face in about as much time as dlib's predictor, on one with AVX-512 VNNI in less (docs/benchmarks.md)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 if __name__ == "__main__":  # Ctrl-C while the libraries load: a quiet exit with status 130, not a traceback
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
@@ -88,12 +89,13 @@ def take_settings(args, state, path):
 
 
 def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=False, occlude=0.0, turned=None,
-             turned_weight=0):
+             turned_weight=0, region=(4.0, 128)):
     """(training set, {source: validation set}, number of sources). Course frames split by person, the unseen
     people left out unless all_people; with photos (a 300-W folder) and photos_weight > 0, also its training photos,
     each seen photos_weight times an epoch, and its validation photos (split by photo id; test photos never); with
     turned (a folder of faces at every pose with its yaw.json) and turned_weight > 0, its training photos too, a
-    source of their own, the jaw left out of the loss past TURNED_JAW_YAW (measured by evaluate.py, per yaw band)."""
+    source of their own, the jaw left out of the loss past TURNED_JAW_YAW (measured by evaluate.py, per yaw band).
+    model: what the crops are made for (its input_size, in_channels, margin); region: dl.FaceSamples's."""
     csv, root = dl.split_paths(data, "training")
     names, kps = dl.read_keypoints_csv(csv, root)
     keep = [i for i, n in enumerate(names) if all_people or not dl.is_unseen(n)]
@@ -107,7 +109,7 @@ def datasets(model, data, photos=None, photos_weight=0, subset=None, all_people=
     with_photos = photos is not None and photos_weight > 0
 
     def faces(paths, keypoints, transform, source, weights=None):  # held in memory: an epoch then reads no files
-        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform, source, weights)
+        return dl.FaceSamples([dl.read_image(p) for p in paths], keypoints, transform, source, weights, region)
 
     # With photos, theirs is the labelling the model learns (300-W's, the one users expect); the course's is learned
     # beside it (Conventions).
@@ -290,10 +292,9 @@ def use_bf16(setting, device):
     return device.type == "cuda" or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
-
-    def recipe(key):  # the default each model's recipe gives an option
+def add_options(p):
+    """The options, each with the default its model's recipe gives it."""
+    def recipe(key):
         return "default: " + ", ".join(f"{r[key]} for {m}" for m, r in RECIPES.items() if key in r)
 
     p.add_argument("--model", choices=list(MODELS), help="the network to train (default: HeatmapNet)")
@@ -343,12 +344,12 @@ def parse_args(argv=None):
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (for tests)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt, with the settings it was started with")
     p.add_argument("--force", action="store_true", help="overwrite an existing OUT")
-    args = p.parse_args(argv)
-    args.given = {k for k in SETTINGS if getattr(args, k) not in (None, False)}
-    args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
+
+
+def check_options(p, args):
+    """Refuse settings that cannot work, or that the model does not have, before any work."""
     if args.distill is not None and not args.teacher:
         p.error("--distill weighs --teacher's target: give --teacher WEIGHTS")
-    args.distill = (1.0 if args.distill is None else args.distill) if args.teacher else 0.0
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
     for k in ("input_size", "width", "blocks", "margin", "occlude", "turned_weight", "teacher"):
@@ -365,6 +366,16 @@ def parse_args(argv=None):
         p.error(f"--blocks {' '.join(map(str, args.blocks))}: numbers of residual blocks, 0 or more")
     if args.input_size is not None and (args.input_size <= 0 or args.input_size % 16):
         p.error(f"--input-size must be a positive multiple of 16 (HeatmapNet halves it 4 times), not {args.input_size}")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
+    add_options(p)
+    args = p.parse_args(argv)
+    args.given = {k for k in SETTINGS if getattr(args, k) not in (None, False)}
+    args.model, args.seed = args.model or "HeatmapNet", args.seed or 0
+    check_options(p, args)
+    args.distill = (1.0 if args.distill is None else args.distill) if args.teacher else 0.0
     for k, v in RECIPES[args.model].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -374,154 +385,195 @@ def parse_args(argv=None):
     return args
 
 
-def train(args, stop=None):
-    stop = stop or Stop()
-    distributed = "RANK" in os.environ
-    if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    main_proc = rank == 0
+def start_state(args):
+    """The checkpoint to resume from (its settings taken), or None for a new run; refused where it cannot be."""
     ckpt_path = args.out.with_suffix(".ckpt")
     best_path = args.out.with_name(args.out.stem + "_best" + args.out.suffix)
-    state = None
-    if args.resume:
-        state = load_checkpoint(ckpt_path)
-        take_settings(args, state, ckpt_path)
-        if state["model"] != args.model:
-            raise WeightsError(f"{ckpt_path}: holds a {state['model']}, expected a {args.model}")
-        if state["epoch"] >= args.epochs:
-            raise TrainError(f"{ckpt_path}: the run is finished ({state['epoch']} of {args.epochs} epochs); "
-                             "nothing to resume")
-    elif not args.force and any(f.exists() for f in (args.out, ckpt_path, best_path)):
-        raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
+    if not args.resume:
+        if not args.force and any(f.exists() for f in (args.out, ckpt_path, best_path)):
+            raise TrainError(f"{args.out}: exists; use --resume to continue it, --force to overwrite it, or --out")
+        return None
+    state = load_checkpoint(ckpt_path)
+    take_settings(args, state, ckpt_path)
+    if state["model"] != args.model:
+        raise WeightsError(f"{ckpt_path}: holds a {state['model']}, expected a {args.model}")
+    if state["epoch"] >= args.epochs:
+        raise TrainError(f"{ckpt_path}: the run is finished ({state['epoch']} of {args.epochs} epochs); "
+                         "nothing to resume")
+    return state
 
-    torch.manual_seed(args.seed)
-    model = MODELS[args.model](**{k: getattr(args, k) for k in ("input_size", "width", "blocks", "margin")
-                                  if k in RECIPES[args.model]})
+
+def data_folders(args, say):
+    """(300-W photo folder or None, faces-at-every-pose folder or None): a folder named but missing is an error,
+    a default one missing a note (say) and a run without it."""
     photos = dl.photos_dir(args.photos)
     if args.photos_weight and not photos.is_dir():
         if args.photos:
             raise dl.DataError(f"{photos}: no such folder")
-        if main_proc:
-            print(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
+        say(f"note: no 300-W photos at {photos} (set FKP_300W_DIR or --photos): the course frames alone")
         photos = None
     turned = dl.turned_dir(args.turned) if args.turned_weight else None
     if turned is not None and not turned.is_dir():
         if args.turned:
             raise dl.DataError(f"{turned}: no such folder (faces at every pose: --turned DIR or $FKP_AFLW_DIR)")
-        if main_proc:
-            print(f"note: no faces at every pose at {turned} (set FKP_AFLW_DIR or --turned): trained without them")
+        say(f"note: no faces at every pose at {turned} (set FKP_AFLW_DIR or --turned): trained without them")
         turned = None
-    train_set, val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight, args.subset,
-                                            args.all_people, args.occlude, turned, args.turned_weight)
-    conventions = Conventions(sources) if sources > 1 else None
+    return photos, turned
+
+
+def load_teachers(args, model, device):
     teachers = [load_model(w, expected="HeatmapNet") for w in args.teacher or []]
     for w, t in zip(args.teacher or [], teachers):
         if (t.input_size, t.margin) != (model.input_size, model.margin):
             raise TrainError(f"{w}: a {t.input_size} px teacher with margin {t.margin}; "
                              f"the model trained takes {model.input_size} px crops with margin {model.margin}")
         t.to(device, memory_format=torch.channels_last)
-    # The sources' labellings in their numbers' order: the photos' first when there are some (train.datasets).
-    names = (["300w", "course"] if "300w" in val_sets else ["course"]) + ["turned"] * (turned is not None)
-    params = list(model.parameters()) + (list(conventions.parameters()) if conventions else [])
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \
-        if args.weight_decay else torch.optim.Adam(params, lr=args.lr)
-    history, start = [], 0
-    if state:
-        model.load_state_dict(state["state_dict"])
-        for i, name in enumerate(names[1:]):
-            conventions.offsets.data[i] = state["labellings"][name]
-        opt.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["epoch"]
-        if main_proc:
-            print(f"resuming {ckpt_path} after epoch {start} of {args.epochs}")
-    model.to(device, memory_format=torch.channels_last)  # 10-15% faster convolutions on a CPU
+    return teachers
+
+
+def step_loss(args, model, net, batch, device, loss_fn, conventions, teachers):
+    """One batch's loss: the labels' (in each source's labelling), the heatmap regularizer's, the teachers'."""
+    x = batch["image"].to(device, memory_format=torch.channels_last)
+    y = batch["keypoints"].to(device).flatten(1)
+    out, heat = model(x, with_heatmaps=True) if args.heatmap_loss else (model(x), None)
+    out_net = out
     if conventions:
-        conventions.to(device)
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model)
-    net = model.module if distributed else model
-    if main_proc:
+        out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
+    loss = loss_fn(out.float(), y, batch["weights"].to(device)) if "weights" in batch else loss_fn(out.float(), y)
+    if args.heatmap_loss:
+        loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
+    if teachers:  # in the first source's labelling, as the network's own points
+        with torch.no_grad():
+            soft = torch.stack([mirrored_mean(t, x) for t in teachers]).mean(0)
+        loss = loss + args.distill * loss_fn(out_net.float(), soft.float())
+    return loss, len(x)
+
+
+def train_epoch(run, epoch, stop):
+    """One epoch over a fresh shuffle; (mean loss, whether --max-steps is reached)."""
+    args, model, opt, distributed = run.args, run.model, run.opt, run.distributed
+    # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
+    gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+    np.random.seed(args.seed * 1000 + epoch)
+    torch.manual_seed(args.seed * 1000 + epoch)
+    sampler = torch.utils.data.DistributedSampler(run.train_set, seed=args.seed + epoch) if distributed else None
+    loader = DataLoader(run.train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=gen, num_workers=args.workers, drop_last=len(run.train_set) > args.batch_size,
+                        worker_init_fn=quiet_worker)
+    model.train()
+    total, n = 0.0, 0
+    for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not run.main_proc,
+                                      leave=False)):
+        stop.check(distributed)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(epoch, step, len(loader), args)
+        with run.amp:
+            loss, size = step_loss(args, model, run.net, batch, run.device, run.loss_fn, run.conventions,
+                                   run.teachers)
+        if not torch.isfinite(loss):
+            raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
+                             f"NaN weights (try a lower --lr); {run.ckpt_path} holds the last good epoch")
+        opt.zero_grad()
+        loss.backward()
+        if distributed and run.conventions:  # outside DDP's model: average its gradient by hand
+            dist.all_reduce(run.conventions.offsets.grad)
+            run.conventions.offsets.grad /= dist.get_world_size()
+        opt.step()
+        total, n, run.steps_done = total + loss.item() * size, n + size, run.steps_done + 1
+        if args.max_steps and run.steps_done >= args.max_steps:
+            return total / max(n, 1), True
+    return total / max(n, 1), False
+
+
+def save_epoch(run, history, val_conf, offset, epoch):
+    """The weights, the best epoch's weights, the checkpoint for --resume and the loss plot; the run's record."""
+    args, net = run.args, run.net
+    # A crop whose heatmaps peak at less than 58% of a typical validation face's is taken for no face
+    # (the fraction that lost no 300-W validation face and left the fewest boxes, saved_models/README.md).
+    meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
+            "settings": {k: getattr(args, k) for k in SETTINGS},
+            "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0,
+            "labellings": labellings(offset if args.model == "HeatmapNet" else 0.0, run.conventions, run.names)}
+    atomic_save(checkpoint(net, **meta), args.out)
+    if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
+        atomic_save(checkpoint(net, **meta), args.out.with_name(args.out.stem + "_best" + args.out.suffix))
+    atomic_save(checkpoint(net, optimizer=run.opt.state_dict(), epoch=epoch + 1, **meta), run.ckpt_path)
+    plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"), args.loss)
+    return meta
+
+
+def setup(args):
+    """Everything a run needs, as one namespace: the model (DDP-wrapped when distributed), data, optimizer, the
+    sources' conventions, teachers, loss, and where it starts (state: the checkpoint resumed, or None)."""
+    run = SimpleNamespace(args=args, distributed="RANK" in os.environ, steps_done=0)
+    if run.distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    run.main_proc = (dist.get_rank() if run.distributed else 0) == 0
+    run.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    run.ckpt_path = args.out.with_suffix(".ckpt")
+    run.state = start_state(args)
+    torch.manual_seed(args.seed)
+    model = MODELS[args.model](**{k: getattr(args, k) for k in ("input_size", "width", "blocks", "margin")
+                                  if k in RECIPES[args.model]})
+    photos, turned = data_folders(args, print if run.main_proc else lambda _: None)
+    run.train_set, run.val_sets, sources = datasets(model, dl.data_dir(args.data), photos, args.photos_weight,
+                                                    args.subset, args.all_people, args.occlude, turned,
+                                                    args.turned_weight)
+    run.conventions = Conventions(sources) if sources > 1 else None
+    run.teachers = load_teachers(args, model, run.device)
+    # The sources' labellings in their numbers' order: the photos' first when there are some (train.datasets).
+    run.names = (["300w", "course"] if "300w" in run.val_sets else ["course"]) + ["turned"] * (turned is not None)
+    params = list(model.parameters()) + (list(run.conventions.parameters()) if run.conventions else [])
+    run.opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay) \
+        if args.weight_decay else torch.optim.Adam(params, lr=args.lr)
+    if run.state:
+        model.load_state_dict(run.state["state_dict"])
+        for i, name in enumerate(run.names[1:]):
+            run.conventions.offsets.data[i] = run.state["labellings"][name]
+        run.opt.load_state_dict(run.state["optimizer"])
+    model.to(run.device, memory_format=torch.channels_last)  # 10-15% faster convolutions on a CPU
+    if run.conventions:
+        run.conventions.to(run.device)
+    run.model = torch.nn.parallel.DistributedDataParallel(model) if run.distributed else model
+    run.net = model
+    run.loss_fn = WingLoss(model.input_size) if args.loss == "wing" else torch.nn.SmoothL1Loss(beta=args.beta)
+    run.amp = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_bf16(args.bf16, run.device))
+    return run
+
+
+def train(args, stop=None):
+    stop = stop or Stop()
+    run = setup(args)
+    net, history, start = run.net, [], 0
+    if run.state:
+        history, start = run.state["history"], run.state["epoch"]
+        if run.main_proc:
+            print(f"resuming {run.ckpt_path} after epoch {start} of {args.epochs}")
+    if run.main_proc:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         print(f"{args.model}: {sum(p.numel() for p in net.parameters()):,} parameters; "
-              f"{len(train_set)} training faces an epoch / validation "
-              + ", ".join(f"{len(v)} {k}" for k, v in val_sets.items()) + f" on {device}")
-
-    loss_fn = WingLoss(net.input_size) if args.loss == "wing" else torch.nn.SmoothL1Loss(beta=args.beta)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(args.bf16, device))
+              f"{len(run.train_set)} training faces an epoch / validation "
+              + ", ".join(f"{len(v)} {k}" for k, v in run.val_sets.items()) + f" on {run.device}")
     val_loaders = {k: DataLoader(v, batch_size=64, num_workers=args.workers, worker_init_fn=quiet_worker)
-                   for k, v in val_sets.items()}
-    steps_done, meta = 0, None
+                   for k, v in run.val_sets.items()}
+    meta = None
     for epoch in range(start, args.epochs):
-        # Every epoch is seeded from (seed, epoch) alone, so a resumed run repeats an uninterrupted one.
-        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        np.random.seed(args.seed * 1000 + epoch)
-        torch.manual_seed(args.seed * 1000 + epoch)
-        sampler = torch.utils.data.DistributedSampler(train_set, seed=args.seed + epoch) if distributed else None
-        loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                            generator=gen, num_workers=args.workers, drop_last=len(train_set) > args.batch_size,
-                            worker_init_fn=quiet_worker)
-        model.train()
-        total, n, t0 = 0.0, 0, time.time()
-        for step, batch in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not main_proc,
-                                          leave=False)):
-            stop.check(distributed)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch, step, len(loader), args)
-            x = batch["image"].to(device, memory_format=torch.channels_last)
-            y = batch["keypoints"].to(device).flatten(1)
-            with amp:
-                out, heat = model(x, with_heatmaps=True) if args.heatmap_loss else (model(x), None)
-                out_net = out
-                if conventions:
-                    out = out + conventions(batch["source"].to(device), batch["mirrored"].to(device), y)
-                loss = loss_fn(out.float(), y, batch["weights"].to(device)) if "weights" in batch else \
-                    loss_fn(out.float(), y)
-                if args.heatmap_loss:
-                    loss = loss + args.heatmap_loss * net.heatmap_loss(heat.float(), y)
-                if teachers:  # in the first source's labelling, as the network's own points
-                    with torch.no_grad():
-                        soft = torch.stack([mirrored_mean(t, x) for t in teachers]).mean(0)
-                    loss = loss + args.distill * loss_fn(out_net.float(), soft.float())
-            if not torch.isfinite(loss):
-                raise TrainError(f"epoch {epoch + 1} step {step}: loss is {loss.item()}; stopped before writing "
-                                 f"NaN weights (try a lower --lr); {ckpt_path} holds the last good epoch")
-            opt.zero_grad()
-            loss.backward()
-            if distributed and conventions:  # outside DDP's model: average its gradient by hand
-                dist.all_reduce(conventions.offsets.grad)
-                conventions.offsets.grad /= dist.get_world_size()
-            opt.step()
-            total += loss.item() * len(x)
-            n += len(x)
-            steps_done += 1
-            if args.max_steps and steps_done >= args.max_steps:
-                break
-        if distributed:  # DDP keeps the weights equal; BatchNorm's running statistics are each rank's own
+        t0 = time.time()
+        loss, done = train_epoch(run, epoch, stop)
+        if run.distributed:  # DDP keeps the weights equal; BatchNorm's running statistics are each rank's own
             for b in net.buffers():
                 dist.broadcast(b, 0)
-        val, val_conf, offset = validate(net, val_loaders, loss_fn, device, conventions)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), **val, "seconds": time.time() - t0})
-        if main_proc:
+        val, val_conf, offset = validate(net, val_loaders, run.loss_fn, run.device, run.conventions)
+        history.append({"epoch": epoch + 1, "train_loss": loss, **val, "seconds": time.time() - t0})
+        if run.main_proc:
             print(json.dumps(history[-1]), flush=True)
-            # A crop whose heatmaps peak at less than 58% of a typical validation face's is taken for no face
-            # (the fraction that lost no 300-W validation face and left the fewest boxes, saved_models/README.md).
-            meta = {"history": history, "args": {k: str(v) for k, v in vars(args).items()},
-                    "settings": {k: getattr(args, k) for k in SETTINGS},
-                    "min_confidence": MIN_CONFIDENCE_FRACTION * val_conf if args.model == "HeatmapNet" else 0.0,
-                    "labellings": labellings(offset if args.model == "HeatmapNet" else 0.0, conventions, names)}
-            atomic_save(checkpoint(net, **meta), args.out)
-            if history[-1]["val_nme"] <= min(h["val_nme"] for h in history):
-                atomic_save(checkpoint(net, **meta), best_path)
-            atomic_save(checkpoint(net, optimizer=opt.state_dict(), epoch=epoch + 1, **meta), ckpt_path)
-            plot_losses(history, args.out.with_name(args.out.stem + "_loss.png"), args.loss)
-        stop.check(distributed)
-        if args.max_steps and steps_done >= args.max_steps:
+            meta = save_epoch(run, history, val_conf, offset, epoch)
+        stop.check(run.distributed)
+        if done:
             break
-    if main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and sum(map(len, val_sets.values())):
-        atomic_save(checkpoint(net, **meta, int8_onnx=int8_model(net, val_sets)), args.out)
-    if distributed:
+    if run.main_proc and meta and isinstance(net, MODELS["HeatmapNet"]) and sum(map(len, run.val_sets.values())):
+        atomic_save(checkpoint(net, **meta, int8_onnx=int8_model(net, run.val_sets)), args.out)
+    if run.distributed:
         dist.destroy_process_group()
     return net, history
 

@@ -349,3 +349,30 @@ def test_a_teachers_target_is_its_points_averaged_with_those_on_the_mirrored_cro
     with pytest.raises(SystemExit):
         train.parse_args(["--model", "Net", "--teacher", teachers[0]])
     assert "--teacher is an option of HeatmapNet; Net keeps" in capsys.readouterr().err
+
+
+def test_zoom_trains_behind_a_heatmapnet_resumes_and_runs_in_the_pipeline(tmp_path):
+    import numpy as np
+    import zoom
+    run(tmp_path, "--epochs", "1", name="first.pt")
+    out = tmp_path / "z.pt"
+    args = ["--first", str(tmp_path / "first.pt"), "--out", str(out), "--data", str(DATA), "--subset", "8",
+            "--batch-size", "4", "--workers", "0", "--patch", "8", "--width", "4", "--epochs", "2",
+            "--photos", str(tmp_path / "none"), "--turned", str(tmp_path / "none")]
+    zoom.train(zoom.parse_args(args + ["--max-steps", "1"]))  # stops after epoch 1
+    assert load_checkpoint(out.with_suffix(".ckpt"))["epoch"] == 1
+    with pytest.raises(train.TrainError, match="z.pt: exists; use --resume"):
+        zoom.train(zoom.parse_args(args))
+    _, history = zoom.train(zoom.parse_args(args + ["--resume"]))
+    assert [h["epoch"] for h in history] == [1, 2] and "first_nme_course" in history[0]
+    with pytest.raises(train.TrainError, match=r"finished \(2 of 2 epochs\)"):
+        zoom.train(zoom.parse_args(args + ["--resume"]))
+    # OUT is the HeatmapNet's weights with the ZoomNet in it; the pipeline runs it on crops wide enough
+    rgb = np.random.default_rng(0).integers(0, 255, (120, 120, 3), np.uint8)
+    rects = [(0, 0, 100, 100)]
+    plain = detect.FaceKeypointDetector(out, zoom=False, runtime="torch").keypoints_in_rects(rgb, rects)[0]
+    skipped = detect.FaceKeypointDetector(out, zoom_from=4.0, runtime="torch")  # the crop: 100 < 4 x 32 pixels
+    assert np.array_equal(skipped.keypoints_in_rects(rgb, rects)[0], plain)
+    zoomed = detect.FaceKeypointDetector(out, zoom_from=1.0, runtime="torch")
+    zoomed.zoom.head_b.data += 2.0  # 2 pixels of the zoom's 64 px crop: 100 / 32 of the image's pixels
+    assert np.allclose(zoomed.keypoints_in_rects(rgb, rects)[0] - plain, 100 / 32, atol=0.3)
