@@ -176,15 +176,20 @@ class FaceKeypointDetector:
         if len(rects) == 0:
             return np.zeros((0, dl.N_POINTS, 2), np.float32), np.zeros(0, np.float32)
         size, channels, n = self.model.input_size, self.model.in_channels, len(rects)
-        batch = np.empty((n, channels, size, size), np.float32)
+        big = self.zoom_faces(rects)
+        batch, cut = np.empty((n, channels, size, size), np.float32), []
         for i, rect in enumerate(rects):
-            crop = crops.cut_crop(rgb, rect, size, gray=channels == 1)
+            if i in big:  # cut once at the closer look's pixels; the model's crop is that shrunk, as zoom.py trains
+                cut.append(crops.cut_crop(rgb, rect, size * self.zoom.scale, gray=True))
+                crop = cv2.resize(cut[-1], (size, size), interpolation=cv2.INTER_AREA)
+            else:
+                crop = crops.cut_crop(rgb, rect, size, gray=channels == 1)
             batch[i] = crop.reshape(size, size, channels).transpose(2, 0, 1)
         if self.flip:
             batch = np.concatenate([batch, batch[..., ::-1]])
         out, conf = self.run(batch * np.float32(1 / 255))
-        if self.zoom:
-            out = self.zoom_in(rgb, rects, out)
+        if big:
+            out = self.zoom_in(np.float32(cut)[:, None], sorted(big), n, out)
         pts = dl.keypoints_to_pixels(out, size)
         if self.flip:
             pts = (pts[:n] + crops.mirror_keypoints(pts[n:], size)) / 2
@@ -195,18 +200,19 @@ class FaceKeypointDetector:
             pts = pts + ab[:, :1] * along + ab[:, 1:] * across
         return crops.from_crop(pts, rects, size), conf[:n]
 
-    def zoom_in(self, rgb, rects, out):
-        """The model's normalized points (out, with the mirrored crops' after them when flip) moved by the closer
-        look, on the faces whose crop has at least zoom_from times the model's input pixels across: on smaller ones
-        it would read an enlarged copy of what the model saw."""
-        size = self.model.input_size
-        big = np.flatnonzero([x1 - x0 >= self.zoom_from * size for x0, _, x1, _ in rects])
-        if not len(big):
-            return out
-        fine = size * self.zoom.scale
-        cut = np.float32([crops.cut_crop(rgb, rects[i], fine, gray=True) for i in big])[:, None]
+    def zoom_faces(self, rects):
+        """Which crops the closer look reads again: those with at least zoom_from times the model's input pixels
+        across (on smaller ones it would read an enlarged copy of what the model saw)."""
+        if not self.zoom:
+            return set()
+        return {i for i, (x0, _, x1, _) in enumerate(rects) if x1 - x0 >= self.zoom_from * self.model.input_size}
+
+    def zoom_in(self, cut, big, n, out):
+        """The model's normalized points (out: n crops, then their mirrors when flip) moved by the closer look, for
+        the crops big (their fine crops: cut, N x 1 x S x S)."""
+        big = np.array(big)
         if self.flip:
-            cut, big = np.concatenate([cut, cut[..., ::-1]]), np.concatenate([big, big + len(rects)])
+            cut, big = np.concatenate([cut, cut[..., ::-1]]), np.concatenate([big, big + n])
         out = out.copy()
         out[big] = self.run_zoom(cut * np.float32(1 / 255), out[big])[0]
         return out

@@ -135,11 +135,15 @@ class ZoomNet(nn.Module):
     head per point moves it. Large, sharp faces lose most of their detail in the first model's crop; this reads it
     back. It starts as the identity (a zero head), so it learns only to move points."""
 
-    def __init__(self, input_size=160, scale=2, patch=24, width=8):
+    def __init__(self, input_size=160, scale=2, patch=24, width=8, points=tuple(range(N_POINTS))):
         super().__init__()
         if patch % 4:
             raise ValueError(f"ZoomNet patch must be a multiple of 4, not {patch}")
         self.input_size, self.scale, self.patch, self.width = input_size, scale, patch, width
+        # The points it looks at again (its time grows with their number); the others pass through as they are.
+        self.points = tuple(int(i) for i in points)
+        self.register_buffer("which", torch.tensor(self.points), persistent=False)
+        self.register_buffer("spread", torch.eye(N_POINTS)[:, self.points], persistent=False)  # 68 x k
         w = width
         self.body = nn.Sequential(conv_bn(1, w, 2), conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w, 2), conv_bn(2 * w, 4 * w))
         self.head_w = nn.Parameter(torch.zeros(N_POINTS, 4 * w * (patch // 4) ** 2, 2))
@@ -155,24 +159,26 @@ class ZoomNet(nn.Module):
         patches (a gather, no resampling: several times faster than grid_sample in ONNX Runtime) of the crop padded
         by half a patch, so that a point at or past the edge still gets one."""
         n, size, p = fine.shape[0], self.input_size * self.scale, self.patch
-        px = keypoints_to_pixels(points, self.input_size)                    # N x 68 x 2, first crop's pixels
+        px = keypoints_to_pixels(points, self.input_size)[:, self.which]     # N x k x 2, first crop's pixels
         centre = (px + 0.5) * self.scale - 0.5                                # the same points, fine pixels
         first = torch.floor(centre + 0.5).clamp(0, size)                    # each patch's first pixel, padded
         at = first.long()
         index = (at[..., 1, None, None] + self.rows) * (size + p) + at[..., 0, None, None] + self.cols
         padded = F.pad(fine, [p // 2] * 4).reshape(n, -1)
-        cut = torch.gather(padded, 1, index.reshape(n, -1)).reshape(n * N_POINTS, 1, p, p)
+        cut = torch.gather(padded, 1, index.reshape(n, -1)).reshape(-1, 1, p, p)
         return cut, first - p // 2 + (p - 1) / 2, centre
 
     def forward(self, fine, points):
         """fine: N x 1 x (S*scale) x (S*scale), the crop at scale times the pixels; points: N x 136, the first
         model's normalized points -> N x 136, moved."""
-        n = fine.shape[0]
+        n, k = fine.shape[0], len(self.points)
         cut, middle, centre = self.patches(fine, points)
-        f = self.body(cut).reshape(n, N_POINTS, -1).transpose(0, 1)           # 68 x N x C
-        move = (f @ self.head_w).transpose(0, 1) + self.head_b                 # N x 68 x 2, fine pixels
-        out = middle + self.keep * (centre - middle) + move
-        return normalize_keypoints((out + 0.5) / self.scale - 0.5, self.input_size).flatten(1)
+        f = self.body(cut).reshape(n, k, -1).transpose(0, 1)                  # k x N x C
+        move = (f @ self.head_w[self.which]).transpose(0, 1) + self.head_b[self.which]   # N x k x 2, fine pixels
+        out = middle + self.keep[self.which] * (centre - middle) + move - centre
+        # Each moved point back to its place among the 68 (a product with a fixed 0/1 matrix: no scatter in ONNX).
+        shift = torch.einsum("jk,nkd->njd", self.spread, out / self.scale)
+        return points + shift.flatten(1) / (50 * self.input_size / 224)
 
 
 class WithConfidence(nn.Module):

@@ -30,8 +30,10 @@ import data_load as dl
 from models import WeightsError, ZoomNet, load_checkpoint, load_model
 from train import (Conventions, Stop, TrainError, WingLoss, atomic_save, datasets, lr_at, quiet_worker, use_bf16)
 
-SETTINGS = ("first", "epochs", "batch_size", "lr", "weight_decay", "scale", "patch", "width", "noise", "subset",
-            "seed")
+SETTINGS = ("first", "epochs", "batch_size", "lr", "weight_decay", "scale", "patch", "width", "points", "noise",
+            "subset", "seed")
+# The points ZoomNet looks at again: its time grows with their number, and the jaw's, on the face's outline, gain least.
+POINTS = {"all": tuple(range(dl.N_POINTS)), "inner": tuple(range(17, dl.N_POINTS))}
 
 
 def parse_args(argv=None):
@@ -48,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--scale", type=int, default=2, help="the patches' pixels per pixel of the first crop")
     p.add_argument("--patch", type=int, default=24, help="patch side, in its own pixels")
     p.add_argument("--width", type=int, default=8, help="channels of ZoomNet's first layer")
+    p.add_argument("--points", choices=list(POINTS), default="inner",
+                   help="which points it looks at again: all 68, or the inner 51 (the jaw's pass through)")
     p.add_argument("--noise", type=float, default=0.75,
                    help="sd of a random shift added to each first-stage point in training, first-crop pixels")
     p.add_argument("--subset", type=int, help="only the first N training and validation images of each source")
@@ -111,7 +115,7 @@ def load_state(args):
     state = load_checkpoint(ckpt_path)
     if "zoom" not in state:
         raise WeightsError(f"{ckpt_path}: holds no ZoomNet run")
-    settings = state["zoom"]["settings"]
+    settings = {"points": "all", **state["zoom"]["settings"]}  # runs from before --points looked at all 68
     if state["epoch"] >= settings["epochs"]:
         raise TrainError(f"{ckpt_path}: the run is finished ({state['epoch']} of {settings['epochs']} epochs); "
                          "nothing to resume")
@@ -157,7 +161,7 @@ def train(args, stop=None):
     if first.in_channels != 1:
         raise TrainError(f"{s.first}: ZoomNet reads gray crops; this HeatmapNet reads {first.in_channels} channels")
     torch.manual_seed(s.seed)
-    zoom = ZoomNet(first.input_size, s.scale, s.patch, s.width)
+    zoom = ZoomNet(first.input_size, s.scale, s.patch, s.width, POINTS[s.points])
     crop_for = SimpleNamespace(input_size=first.input_size * s.scale, in_channels=1, margin=first.margin)
     photos, turned = dl.photos_dir(args.photos), dl.turned_dir(args.turned)
     train_set, val_sets, sources = datasets(
@@ -195,7 +199,7 @@ def train(args, stop=None):
         history.append({"epoch": epoch + 1, "train_loss": loss, **{f"val_nme_{k}": v[1] for k, v in val.items()},
                         **{f"first_nme_{k}": v[0] for k, v in val.items()}, "seconds": time.time() - t0})
         print(json.dumps(history[-1]), flush=True)
-        zoom_state = {"config": {k: getattr(zoom, k) for k in ("input_size", "scale", "patch", "width")},
+        zoom_state = {"config": {k: getattr(zoom, k) for k in ("input_size", "scale", "patch", "width", "points")},
                       "state_dict": zoom.state_dict(), "history": history, "settings": settings}
         atomic_save({**first_ckpt, "zoom": zoom_state}, args.out)
         atomic_save({**first_ckpt, "zoom": zoom_state, "optimizer": opt.state_dict(), "epoch": epoch + 1},
