@@ -504,7 +504,8 @@ def check_outputs(args):
 
 def batched(args):
     """Whether the run goes through batch.py: photos in worker processes, a list, resumed, aligned or on Ray."""
-    return bool(args.list or args.workers or args.threads or args.resume or args.align or args.ray)
+    return bool(args.list or args.resume or args.ray) or any(v is not None for v in (args.workers, args.threads,
+                                                                                  args.align))
 
 
 def main(argv=None):
