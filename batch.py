@@ -73,7 +73,7 @@ def plan(args):
     """args.workers and args.threads as the run takes them (the cores, shared out), and this process's threads: the
     run's own when it does the photos itself (one worker), one when it only hands them out."""
     args.threads = args.threads or (max(1, cores() // args.workers) if args.workers else 1)
-    if not args.ray:  # on Ray the cluster's CPUs decide (cluster.py)
+    if args.ray in (None, "local"):  # on a cluster its CPUs decide (cluster.py)
         args.workers = args.workers or max(1, cores() // args.threads)
     set_threads(args.threads if args.workers == 1 else 1)
 
@@ -306,7 +306,7 @@ def run(fkd, options, args):
     else:
         stream = pooled(paths, min(args.workers, total), args.threads, options, outputs, say)
     n_done, n_faces, n_failed, t0, first = 0, 0, 0, time.time(), None
-    stop, taken = Stop().install(), set()
+    stop, taken = Stop().install(), {Path(f).resolve() for f in files}  # --force never overwrites an input
     bar = tqdm(total=total, unit="photo", disable=total < 2, smoothing=0.05)
     try:
         for path, (entry, images, error) in stream:
