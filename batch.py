@@ -225,6 +225,13 @@ def pooled(paths, workers, threads, options, outputs, say):
         except BrokenProcessPool:  # broken before the loop saw it: redone with the others
             return path, tries, None
 
+    def redo(entry):
+        """A photo of a broken pool: kept where it was finished, handed to the fresh pool once, then failed."""
+        path, tries, future = entry
+        if done(future):
+            return entry
+        return submit(path, 1) if tries == 0 else (path, 1, failed(path))
+
     try:
         while True:
             while len(window) < AHEAD * workers and (path := next(paths, None)) is not None:
@@ -237,11 +244,10 @@ def pooled(paths, workers, threads, options, outputs, say):
                 result = window[0][2].result()
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool, old = start(), window
-                window = deque(entry if done(entry[2]) else submit(entry[0], 1) if entry[1] == 0 else
-                               (entry[0], 1, failed(entry[0])) for entry in old)
+                pool, lost = start(), sum(not done(f) for _, _, f in window)
+                window = deque(redo(entry) for entry in window)
                 say(f"a worker process died (killed, or out of memory): a fresh pool redoes the "
-                    f"{plural(sum(not done(f) for _, _, f in old), 'photo')} it left unfinished")
+                    f"{plural(lost, 'photo')} it left unfinished")
                 continue
             yield window.popleft()[0], result
     finally:

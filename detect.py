@@ -352,7 +352,7 @@ class Results:
             self.file.close()
             raise dl.DataError(f"{path}: another run is writing it; wait for that run to end or give another "
                                "--json") from None
-        if self.file.tell() and not (force or resume):  # written by a run that ended after this one checked (check_outputs)
+        if self.file.tell() and not (force or resume):  # written by a run that ended after this one's check_outputs
             self.file.close()
             raise dl.DataError(f"{path}: exists; use --force to overwrite it")
         if self.lines and not resume:
@@ -484,7 +484,7 @@ def check_outputs(args):
         target = Path(args.json)
         if target.is_dir():
             return f"{args.json}: is a folder; give the JSON file's name"
-        if target.exists() and target.stat().st_size and not (args.force or args.resume):  # an empty one holds nothing to lose
+        if target.exists() and target.stat().st_size and not (args.force or args.resume):  # empty: nothing to lose
             return f"{args.json}: exists; use --force to overwrite it"
         if not target.parent.is_dir():
             return f"{args.json}: no such folder {target.parent}"
