@@ -1,6 +1,6 @@
 # make demo: set up .venv and run the pipeline on the embedded demo photo with the shipped model.
-# make test: set up .venv (and Debian's Chromium for the browser tests) and run the tests (notebooks included, in
-# quick mode).
+# make test: set up .venv (with Ray Data, and Debian's Chromium for the browser tests) and run the tests (notebooks
+# included, in quick mode).
 # make app: set up .venv and serve the web page on http://127.0.0.1:8000.
 # make notebooks: execute the four notebooks in place; FKP_QUICK=1 make notebooks: a short run in memory (as the
 # tests do), which leaves the committed notebooks, each a full run, as they are.
@@ -17,7 +17,7 @@ NOTEBOOKS := 1_Load_and_Visualize_Data.ipynb 2_Define_Network_Architecture.ipynb
 demo: .venv/installed
 	$(PY) detect.py images/astronaut.png --out outputs --pose
 
-test: .venv/installed chromium
+test: .venv/installed .venv/cluster-installed chromium
 	$(PY) -m pytest -q -rs tests
 
 app: .venv/installed
@@ -38,4 +38,11 @@ endif
 dlib: .venv/installed
 	$(PY) -m pip install -q -r requirements-dlib.txt
 
-.PHONY: demo test app chromium notebooks dlib
+# Ray Data for detect.py --ray (cluster.py); make test installs it, for tests/test_batch.py's run on a local instance.
+cluster: .venv/cluster-installed
+
+.venv/cluster-installed: requirements-cluster.txt .venv/installed
+	$(PY) -m pip install -q -r requirements-cluster.txt
+	touch $@
+
+.PHONY: demo test app chromium notebooks dlib cluster

@@ -7,11 +7,13 @@ Photos: face detector candidates, and the whole pipeline against dlib's over the
     python benchmark.py --photos ../shared/300w --photo-split test --pipeline          # detect.py vs dlib, wall time
     python benchmark.py --hog-thresholds     # HOG's recall on the validation faces against its threshold
     python benchmark.py --photos ../shared/300w --train-dlib dlib_ours.dat   # dlib's method on our training faces
+    python benchmark.py --photos ../shared/300w/lfpw_train --batch    # detect.py's batch runs: photos a second
 
 Prints measured figures; nothing here is a test threshold.
 """
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import numpy as np
 import crops
 import data_load as dl
 import detectors
-from detect import DEFAULT_WEIGHTS, FaceKeypointDetector, plural
+from detect import DEFAULT_WEIGHTS, IMAGE_EXTS, FaceKeypointDetector, plural
 from models import cpu
 from video import VideoOut
 
@@ -224,6 +226,31 @@ def compare_pipelines(folder, split, rounds=2):
         print(f"  {name:36s} " + ", ".join(f"{x:.1f} s" for x in t))
 
 
+def batch_speed(folder, n=300):
+    """Photos a second of detect.py's batch runs (batch.py) over the first n photos under folder: one process of one
+    thread, two of one thread, and the defaults (the cores shared out), each a fresh run: over the whole run (loading
+    the models included) and from the first photo written to the last (detect.py's own figure)."""
+    photos = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)[:n]
+    if not photos:
+        sys.exit(f"error: {folder}: no photos")
+    runs = {"--workers 1 --threads 1": ["--workers", "1", "--threads", "1"],
+            "--workers 2 --threads 1": ["--workers", "2", "--threads", "1"],
+            f"defaults (--workers {len(os.sched_getaffinity(0))} --threads 1)": []}
+    print(f"{len(photos)} photos of {folder}, detect.py --list, a fresh process a run ({cpu()}):")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = Path(tmp) / "paths.txt"
+        paths.write_text("".join(f"{p}\n" for p in photos))
+        for name, extra in runs.items():
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "detect.py", "--list", paths, *extra, "--json", f"{tmp}/out.jsonl",
+                                "--force"], capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            after = re.search(r"([\d.]+) photos/s after the first", r.stdout)
+            print(f"  {name:36s} {len(photos) / wall:6.2f} photos/s ({wall:.1f} s with loading), "
+                  f"{after.group(1) if after else '?'} after the first photo" + ("" if r.returncode == 0 else
+                                                                                   f"; exit status {r.returncode}"))
+
+
 def train_dlib(folder, out, **options):
     """dlib's own method (Kazemi and Sullivan's ensemble of regression trees, dlib's default trainer options; options
     sets any of dlib.shape_predictor_training_options' fields instead) trained on the faces this project's model
@@ -278,6 +305,9 @@ def main(argv=None):
     p.add_argument("--hog-thresholds", action="store_true",
                    help="HOG's recall on the validation faces against its threshold (--data, --photos)")
     p.add_argument("--data", help="course data folder (default: $FKP_DATA_DIR or ./data)")
+    p.add_argument("--batch", action="store_true", help="photos a second of detect.py's batch runs (--workers, "
+                   "--threads) over --photos' photos, any folder of them")
+    p.add_argument("--batch-photos", type=int, default=300, metavar="N", help="photos for --batch")
     p.add_argument("--train-dlib", metavar="FILE", help="train dlib's shape predictor (its method, its default "
                    "options) on --photos' training faces, ours, into FILE: for evaluate.py --dlib-model")
     args = p.parse_args(argv)
@@ -295,6 +325,10 @@ def main(argv=None):
             return train_dlib(dl.photos_dir(args.photos), args.train_dlib)
         except dl.DataError as e:
             sys.exit(f"error: {e}")
+    if args.batch:
+        if not args.photos:
+            p.error("--batch needs --photos DIR")
+        return batch_speed(args.photos, args.batch_photos)
     if args.hog_thresholds:
         return hog_thresholds(dl.data_dir(args.data), dl.photos_dir(args.photos))
     if args.detectors or args.pipeline:

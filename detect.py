@@ -288,8 +288,9 @@ def draw(bgr, faces, pose_axes=False, filter_name=None):
 
 # ---------------------------------------------------------------- command line
 
-# The name of an annotated copy, SRC_keypoints.EXT or SRC_keypoints_N.EXT: a folder walk skips these in --out.
-OUTPUT_NAME = re.compile(r"_keypoints(_\d+)?$")
+# The name of an annotated copy, SRC_keypoints.EXT or SRC_keypoints_N.EXT, or of an aligned face, SRC_faceI.png or
+# SRC_faceI_N.png: a folder walk skips these in --out.
+OUTPUT_NAME = re.compile(r"_(keypoints|face\d+)(_\d+)?$")
 
 
 def plural(n, word):
@@ -317,13 +318,14 @@ def expand_inputs(inputs, recursive=False, out_dir=None):
     return files, errors
 
 
-def out_path(out_dir, src, taken, force=False, suffix=None):
-    """The annotated copy of src in out_dir: SRC_keypoints.EXT, or SRC_keypoints_1.EXT, _2... where that name is an
-    input, an output of this run, or (unless force) a file already there: nothing the user has is overwritten. The
-    name is claimed by creating the file, atomically, so that two runs writing into one folder never take the same."""
+def out_path(out_dir, src, taken, force=False, suffix=None, tag="keypoints"):
+    """The annotated copy of src in out_dir: SRC_keypoints.EXT (SRC_TAG.EXT), or SRC_keypoints_1.EXT, _2... where that
+    name is an input, an output of this run, or (unless force) a file already there: nothing the user has is
+    overwritten. The name is claimed by creating the file, atomically, so that two runs writing into one folder never
+    take the same."""
     src = Path(src)
     for n in itertools.count():
-        target = Path(out_dir) / f"{src.stem}_keypoints{f'_{n}' if n else ''}{suffix or src.suffix}"
+        target = Path(out_dir) / f"{src.stem}_{tag}{f'_{n}' if n else ''}{suffix or src.suffix}"
         if target.resolve() not in taken and (force or claim(target)):
             taken.add(target.resolve())
             return target
@@ -341,9 +343,10 @@ def claim(path):
 class Results:
     """What --json gets: FILE.json a JSON list, written whole (atomically) when the run ends or is interrupted;
     FILE.jsonl one JSON line per image or video frame, written as each is done (for long videos). The file is held
-    locked for the whole run: a second run writing it is refused, never mixed in or silently replacing it."""
+    locked for the whole run: a second run writing it is refused, never mixed in or silently replacing it. resume: a
+    FILE.jsonl is kept and added to (batch.finished reads what it holds)."""
 
-    def __init__(self, path, force=False):
+    def __init__(self, path, force=False, resume=False):
         self.path, self.entries, self.file = (Path(path) if path else None), [], None
         self.lines = bool(self.path) and self.path.suffix.lower() == ".jsonl"
         if not self.path:
@@ -355,10 +358,10 @@ class Results:
             self.file.close()
             raise dl.DataError(f"{path}: another run is writing it; wait for that run to end or give another "
                                "--json") from None
-        if self.file.tell() and not force:  # written by a run that ended after this one checked (check_outputs)
+        if self.file.tell() and not (force or resume):  # written by a run that ended after this one's check_outputs
             self.file.close()
             raise dl.DataError(f"{path}: exists; use --force to overwrite it")
-        if self.lines:
+        if self.lines and not resume:
             self.file.truncate(0)
 
     def add(self, entry):
@@ -457,19 +460,37 @@ def parse_args(argv=None):
                    "model's default, as most tools), course (the course data's annotators) or turned (AFLW2000-3D's)")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing --json file and annotated copies (without it they get new names)")
+    b = p.add_argument_group("batches of photos (batch.py, docs/batch.md)")
+    b.add_argument("--list", metavar="FILE", help="also the photos FILE names, one path a line, read as the run goes")
+    b.add_argument("--workers", type=int, metavar="N",
+                   help="N processes, each loading the models once (default: the cores over --threads)")
+    b.add_argument("--threads", type=int, metavar="T",
+                   help="threads a process (default: 1, or the cores over --workers)")
+    b.add_argument("--resume", action="store_true",
+                   help="with --json FILE.jsonl: skip the photos FILE holds and add the others to it")
+    b.add_argument("--align", type=int, metavar="SIZE", help="with --out: each face cut out upright and scaled by "
+                   "its eyes and mouth (FFHQ's alignment), SIZE x SIZE, as NAME_faceI.png, instead of annotated copies")
+    b.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray Data: a local Ray instance, or the cluster at ADDRESS (auto: the one `ray start` "
+                        "began on this machine)")
     args = p.parse_args(argv)
-    if not args.inputs and args.camera is None:
-        p.error("give images, folders or videos, or --camera N")
+    if not args.inputs and args.camera is None and not args.list:
+        p.error("give images, folders or videos, --list FILE, or --camera N")
     return args
 
 
 def check_outputs(args):
     """One line, before any work, for an output that cannot be written: a long run never ends unable to write."""
+    if batched(args):
+        import batch
+        problem = batch.check(args)
+        if problem:
+            return problem
     if args.json:
         target = Path(args.json)
         if target.is_dir():
             return f"{args.json}: is a folder; give the JSON file's name"
-        if target.exists() and target.stat().st_size and not args.force:  # an empty one holds nothing to lose
+        if target.exists() and target.stat().st_size and not (args.force or args.resume):  # empty: nothing to lose
             return f"{args.json}: exists; use --force to overwrite it"
         if not target.parent.is_dir():
             return f"{args.json}: no such folder {target.parent}"
@@ -487,6 +508,12 @@ def check_outputs(args):
     return None
 
 
+def batched(args):
+    """Whether the run goes through batch.py: photos in worker processes, a list, resumed, aligned or on Ray."""
+    return bool(args.list or args.resume or args.ray) or any(v is not None for v in (args.workers, args.threads,
+                                                                                  args.align))
+
+
 def main(argv=None):
     args = parse_args(argv)
     settings = {k: getattr(args, k) for k in SETTINGS}
@@ -497,14 +524,20 @@ def main(argv=None):
     problem = check_outputs(args)
     if problem:
         sys.exit(f"error: {problem}")
+    options = dict(weights=args.weights or DEFAULT_WEIGHTS, device=args.device, detector=args.detector,
+                   flip=args.flip, refine=args.refine, runtime=args.runtime, labelling=args.labelling,
+                   zoom=not args.no_zoom, **settings)
+    if batched(args):
+        import batch
+        batch.plan(args)  # workers and threads, before the models load: ONNX Runtime takes its threads then
     try:
-        fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, args.device, detector=args.detector,
-                                   flip=args.flip, refine=args.refine, runtime=args.runtime,
-                                   labelling=args.labelling, zoom=not args.no_zoom, **settings)
+        fkd = FaceKeypointDetector(**options)  # in batch runs too: bad weights or options are one line here
     except (WeightsError, ValueError) as e:
         sys.exit(f"error: {e}")
     if args.camera is not None:
         return run_camera(fkd, args.camera, args)
+    if batched(args):
+        return batch.run(fkd, options, args)
 
     from tqdm import tqdm
 
