@@ -200,10 +200,26 @@ def start_worker(options, threads, outputs, parent):
 
 
 def watch_parent(parent):
-    """A worker whose parent was killed ends too, instead of waiting on its queue for ever."""
-    while os.getppid() == parent:
+    """A worker whose detect.py was killed ends too, instead of waiting on its queue for ever. Its own parent is the
+    fork server, which waits for its workers to end: so it watches detect.py itself."""
+    while not gone(parent):
         time.sleep(1)
     os._exit(1)
+
+
+def gone(pid):
+    """Whether process pid has ended: a zombie (killed, not yet reaped by its own parent) has."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc"):
+            return True
+    try:  # no /proc (not Linux): whether it exists
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def task(path):
@@ -214,7 +230,10 @@ def pooled(paths, workers, threads, options, outputs, say):
     """(path, work's result) for each path, in input order, each photo done in one of workers processes, each with
     its own FaceKeypointDetector, loaded once. A worker that dies (killed, out of memory) breaks the pool: a fresh
     pool redoes the photos left unfinished, once; a photo unfinished again is named as failed (say: a line)."""
-    ctx = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads' locks (ONNX Runtime, OpenMP)
+    # A fork of this process would copy its threads' locks (ONNX Runtime, OpenMP); a fork server that has imported
+    # the libraries once starts each worker in a blink where a fresh interpreter spends seconds importing them.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["batch"])
     start = lambda: ProcessPoolExecutor(workers, ctx, initializer=start_worker,  # noqa: E731
                                         initargs=(options, threads, outputs, os.getpid()))
     pool, window, paths = start(), deque(), iter(paths)

@@ -291,7 +291,8 @@ def train_dlib(folder, out, **options):
     print(f"trained in {(time.perf_counter() - t0) / 60:.1f} min ({cpu()}): {out}")
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """(the parser, for its errors; the options)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=dl.HelpFormatter)
     p.add_argument("--weights", help="keypoint model weights (default: saved_models/heatmapnet.pt)")
     p.add_argument("--frames", type=int, default=150, help="frames of the synthetic clip for the video figures")
@@ -310,7 +311,11 @@ def main(argv=None):
     p.add_argument("--batch-photos", type=int, default=300, metavar="N", help="photos for --batch")
     p.add_argument("--train-dlib", metavar="FILE", help="train dlib's shape predictor (its method, its default "
                    "options) on --photos' training faces, ours, into FILE: for evaluate.py --dlib-model")
-    args = p.parse_args(argv)
+    return p, p.parse_args(argv)
+
+
+def main(argv=None):
+    p, args = parse_args(argv)
     cv2.setNumThreads(2)
     import torch
     torch.set_num_threads(2)
@@ -339,7 +344,11 @@ def main(argv=None):
         if args.pipeline:
             compare_pipelines(args.photos, args.photo_split)
         return
-    fkd = FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector)
+    video_figures(FaceKeypointDetector(args.weights or DEFAULT_WEIGHTS, detector=args.detector), args)
+
+
+def video_figures(fkd, args):
+    """Speed, jitter and lag on the synthetic clip; what writing the video and the detector's second look cost."""
     frames, offsets = synthetic_clip(args.frames)
     fkd.detect(frames[0])  # warm-up
     every = fps(lambda fr: [fkd.detect(f) for f in fr], frames)

@@ -51,7 +51,7 @@ def results(paths, options, workers, threads, outputs, address):
         paths = iter(paths)
         while chunk := list(itertools.islice(paths, SLICE)):
             ds = ray.data.from_items([{"path": p} for p in chunk]).map_batches(
-                Detector, fn_constructor_args=(options, threads, outputs), num_cpus=threads, batch_size=4,
+                Detector, fn_constructor_args=(options, threads, outputs), num_cpus=threads, batch_size=32,
                 compute=ray.data.ActorPoolStrategy(size=workers), batch_format="numpy")
             for row in ds.iter_rows():
                 yield row["path"], pickle.loads(row["result"])

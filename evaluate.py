@@ -357,14 +357,13 @@ def print_sizes(errors, gts, sources):
     """NME by the face's size: in quartiles of the true eye-corner distance, overall and per source (each group's
     own quartiles), each predictor over the faces it found. A model that loses detail on large faces shows here."""
     iod = normalizer(gts)
-    groups = {"all": np.ones(len(gts), bool)} | {s: np.array(sources) == s for s in sorted(set(sources or []))}
+    groups = {"all": np.arange(len(gts))} | {s: np.flatnonzero(np.array(sources) == s) for s in sorted(set(sources or []))}
     print("NME% by eye-corner distance quartile (pixels), the faces each predictor found:")
-    for group, g in groups.items():
-        edges = np.quantile(iod[g], [0, 0.25, 0.5, 0.75, 1])
-        q = np.clip(np.searchsorted(edges, iod, side="right") - 1, 0, 3)
-        print(f"  {group}: " + ", ".join(f"{edges[i]:.0f}-{edges[i + 1]:.0f}" for i in range(4)))
+    for group, idx in groups.items():
+        quarters = np.array_split(idx[np.argsort(iod[idx], kind="stable")], 4)  # by rank: ties split evenly
+        print(f"  {group}: " + ", ".join(f"{iod[q].min():.0f}-{iod[q].max():.0f}" for q in quarters if len(q)))
         for name, e in errors.items():
-            cells = [e[g & (q == i) & np.isfinite(e)] for i in range(4)]
+            cells = [e[q][np.isfinite(e[q])] for q in quarters]
             print(f"  {name:52s} " + " ".join(f"{c.mean() if len(c) else float('nan'):6.2f}" for c in cells))
 
 

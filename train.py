@@ -579,10 +579,14 @@ def train(args, stop=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    run_cli(train, parse_args(argv))
+
+
+def run_cli(train_fn, args):
+    """train_fn(args, stop) for a command line: Ctrl-C and every foreseen error end it with one line (zoom.py too)."""
     stop = Stop().install()
     try:
-        train(args, stop)
+        train_fn(args, stop)
     except KeyboardInterrupt:
         ckpt = args.out.with_suffix(".ckpt")
         sys.exit(f"interrupted: {ckpt} holds the last complete epoch; continue with --resume" if ckpt.exists()

@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 import data_load as dl
 from models import WeightsError, ZoomNet, load_checkpoint, load_model
-from train import (Conventions, Stop, TrainError, WingLoss, atomic_save, datasets, lr_at, quiet_worker, use_bf16)
+from train import (Conventions, Stop, TrainError, WingLoss, atomic_save, datasets, lr_at, quiet_worker, run_cli,
+                   use_bf16)
 
 SETTINGS = ("first", "epochs", "batch_size", "lr", "weight_decay", "scale", "patch", "width", "points", "noise",
             "subset", "seed")
@@ -64,6 +65,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error(f"--epochs {args.epochs}: nothing to train; give at least 1")
+    if args.patch < 4 or args.patch % 4:
+        p.error(f"--patch {args.patch}: a multiple of 4 (ZoomNet halves it twice)")
+    if args.scale < 1 or args.width < 1 or not args.noise >= 0:  # NaN fails the last
+        p.error("--scale and --width are 1 or more, --noise 0 or more")
     args.out = Path(args.out)
     return args
 
@@ -211,17 +216,7 @@ def train(args, stop=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
-    stop = Stop().install()
-    try:
-        train(args, stop)
-    except KeyboardInterrupt:
-        ckpt = args.out.with_suffix(".ckpt")
-        sys.exit(f"interrupted: {ckpt} holds the last complete epoch; continue with --resume" if ckpt.exists()
-                 else "interrupted before the first epoch ended: nothing was saved")
-    except (TrainError, WeightsError, dl.DataError) as e:
-        sys.exit(f"error: {e}")
+    run_cli(train, parse_args(argv))
 
 
 if __name__ == "__main__":

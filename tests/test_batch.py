@@ -131,9 +131,9 @@ def test_two_workers_give_what_one_gives_in_the_same_order(photos, reference, tm
     assert_same(entries, reference, 0.01)
 
 
-def test_a_run_killed_and_resumed_does_every_photo_once(photos, reference, tmp_path):
-    out = tmp_path / "f.jsonl"
-    proc = start("--list", photos[0].parent / "all.txt", "--workers", "2", "--threads", "1", "--json", out)
+def test_a_run_killed_twice_and_resumed_does_every_photo_once(photos, reference, tmp_path):
+    out, listed = tmp_path / "f.jsonl", photos[0].parent / "all.txt"
+    proc = start("--list", listed, "--workers", "2", "--threads", "1", "--json", out)
     wait_for_lines(proc, out, 3)
     proc.kill()  # SIGKILL: no clean-up at all; its workers see their parent gone and end
     proc.communicate(timeout=30)
@@ -141,21 +141,28 @@ def test_a_run_killed_and_resumed_does_every_photo_once(photos, reference, tmp_p
     assert 3 <= done < N, "finished before it could be killed"
     with out.open("a") as f:  # what a kill in the middle of a long line leaves
         f.write('{"image": "' + str(photos[-1]))
-    r = run_cli("--list", photos[0].parent / "all.txt", "--workers", "2", "--threads", "1", "--json", out,
-                "--resume")
+    proc = start("--list", listed, "--workers", "2", "--threads", "1", "--json", out, "--resume")
+    wait_for_lines(proc, out, done + 2)
+    proc.kill()  # the resumed run killed in turn
+    stderr = proc.communicate(timeout=30)[1]
+    assert f"{out}: line {done + 1} was cut off (a killed run) and is dropped" in stderr
+    done = out.read_text().count("\n")
+    assert done < N, "finished before it could be killed"
+    r = run_cli("--list", listed, "--workers", "2", "--threads", "1", "--json", out, "--resume")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert f"{out}: line {done + 1} was cut off (a killed run) and is dropped" in r.stderr
     assert f"{out}: {done} photos done before, skipped" in r.stderr
     assert r.stdout.startswith(f"{N - done} of {N - done} photos")
-    assert_same(read_jsonl(out), reference, 0.5)
+    assert_same(read_jsonl(out), reference, 0.5)  # every photo once, the points of one uninterrupted run
 
 
 def test_a_worker_killed_is_reported_and_its_photos_redone(photos, reference, tmp_path):
     out = tmp_path / "f.jsonl"
     proc = start("--list", photos[0].parent / "all.txt", "--workers", "2", "--threads", "1", "--json", out)
     wait_for_lines(proc, out, 2)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    def children(pid):
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    server = [c for c in children(proc.pid) if b"forkserver" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    workers = [int(c) for c in children(server[0])]  # the fork server's children
     os.kill(workers[0], signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr

@@ -179,3 +179,14 @@ def test_dlibs_method_trained_on_our_training_faces_is_measured_from_its_file(tm
     r = run("--photos", tmp_path, "--photo-split", "train", "--compare", "dlib", "--dlib-model", tmp_path / "bad.dat")
     assert r.returncode == 1 and "Traceback" not in r.stderr and "bad.dat: not a dlib shape predictor" in r.stderr
     assert run("--dlib-model", out).returncode == 2  # only beside --compare dlib
+
+
+def test_nme_by_face_size_is_over_quarters_of_the_faces_by_eye_distance(capsys):
+    gts = np.zeros((8, 68, 2), np.float32)
+    gts[:, 45, 0] = [80, 10, 70, 20, 60, 30, 50, 40]  # eye-corner distances; faces 1 and 3 the smallest quarter
+    errors = {"ours": np.array([8, 1, 7, 2, 6, 3, 5, np.inf])}  # the face at 40 missed: left out of its quarter
+    evaluate.print_sizes(errors, gts, ["a", "b"] * 4)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split(": ")[1] == "10-20, 30-40, 50-60, 70-80"
+    assert lines[2].split()[1:] == ["1.50", "3.00", "5.50", "7.50"]
+    assert lines[3] == "  a: 50-50, 60-60, 70-70, 80-80" and lines[4].split()[1:] == ["5.00", "6.00", "7.00", "8.00"]
