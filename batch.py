@@ -81,7 +81,7 @@ def plan(args):
 def set_threads(n):
     import torch
     torch.set_num_threads(n)  # ONNX Runtime's sessions take torch's count (models.onnx_runner)
-    cv2.setNumThreads(n)      # BlazeFace runs in OpenCV
+    cv2.setNumThreads(n)      # OpenCV's resizes; LiteRT's BlazeFace takes it as it loads (detectors.BlazeModel)
 
 
 # ---------------------------------------------------------------- the photos to do

@@ -161,7 +161,7 @@ def compare_detectors(folder, split):
 
 
 def fastest(fn, *args, calls=5):
-    """The fastest of calls calls of fn(*args), in ms, after two that set it up (OpenCV's DNN networks take a few
+    """The fastest of calls calls of fn(*args), in ms, after two that set it up (the detectors' networks take a few
     calls to reach their speed)."""
     for _ in range(2):
         fn(*args)
