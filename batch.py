@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 import data_load as dl
-from detect import (VIDEO_EXTS, FaceKeypointDetector, Results, Stop, draw, expand_inputs, out_path, plural)
+from detect import (VIDEO_EXTS, FaceKeypointDetector, Results, Stop, draw, expand_inputs, out_path, photo_entry,
+                    plural, unforeseen)
 
 AHEAD = 4  # photos handed out a worker ahead of the one written next: the workers never wait, memory stays bounded
 
@@ -134,7 +135,7 @@ def work(fkd, path, outputs):
                                "--resume, --align and --ray)")
         rgb = dl.read_image(path)
         faces = fkd.detect(rgb, channels="rgb")
-        entry = {"image": path, "width": rgb.shape[1], "height": rgb.shape[0], "faces": [f.to_json() for f in faces]}
+        entry = photo_entry(path, rgb, faces)
         images = []
         if outputs.align:
             for i, (face, js) in enumerate(zip(faces, entry["faces"])):
@@ -148,7 +149,7 @@ def work(fkd, path, outputs):
     except dl.DataError as e:
         return None, [], str(e)
     except Exception as e:  # as detect.main: one line, the exception's type and last line
-        return None, [], f"{path}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+        return None, [], unforeseen(path, e)
 
 
 def encode(suffix, bgr):

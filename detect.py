@@ -293,6 +293,17 @@ def draw(bgr, faces, pose_axes=False, filter_name=None):
 OUTPUT_NAME = re.compile(r"_(keypoints|face\d+)(_\d+)?$")
 
 
+def photo_entry(path, rgb, faces):
+    """A photo's entry in the --json file: its path as given, its size, its faces."""
+    return {"image": path, "width": rgb.shape[1], "height": rgb.shape[0], "faces": [f.to_json() for f in faces]}
+
+
+def unforeseen(path, e):
+    """The one line for an error no message foresees: the file, the exception's type and its last line (OpenCV's
+    messages end with the point)."""
+    return f"{path}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+
+
 def plural(n, word):
     return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith(("s", "x")) else "s")
 
@@ -569,16 +580,14 @@ def main(argv=None):
                             target.unlink(missing_ok=True)  # the empty file that claimed the name
                             raise dl.DataError(f"{target}: cannot write the annotated copy")
                         written.append(target)
-                    results.add({"image": f, "width": rgb.shape[1], "height": rgb.shape[0],
-                                 "faces": [face.to_json() for face in faces]})
+                    results.add(photo_entry(f, rgb, faces))
                     n_faces += len(faces)
             except dl.DataError as e:
                 n_failed += 1
                 tqdm.write(f"error: {e}", file=sys.stderr)  # a line of its own, under the progress bar
             except Exception as e:  # whatever else one file meets, the batch goes on and its JSON keeps the rest
                 n_failed += 1
-                last = (str(e).strip().splitlines() or [""])[-1]  # OpenCV's messages end with the point
-                tqdm.write(f"error: {f}: {type(e).__name__}: {last}", file=sys.stderr)
+                tqdm.write(f"error: {unforeseen(f, e)}", file=sys.stderr)
             n_done += 1
     except KeyboardInterrupt:
         results.close()

